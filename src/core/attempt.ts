@@ -1,0 +1,215 @@
+import type { Logger } from 'pino';
+import { backoffDelayMs, DEFAULT_MAX_ATTEMPTS } from './backoff.js';
+import type { Clock } from './clock.js';
+import { EffectLedger } from './effect-ledger.js';
+import { failpoint } from './failpoints.js';
+import {
+  AttemptTimeoutError,
+  describeError,
+  InvalidPayloadError,
+  LeaseLostError,
+  PermanentError,
+  ShutdownError,
+  toError,
+  UnknownJobError,
+  VerificationError,
+} from './errors.js';
+import type { AttemptRef, VouchEventEmitter } from './events.js';
+import type { JobContext, PreviousAttempt } from './job-context.js';
+import type { JobDefinition } from './job-definition.js';
+import { serializeJson, validatePayload } from './payload.js';
+import type { LeasedJob, Store } from './store.js';
+
+export interface AttemptDependencies {
+  store: Store;
+  definitions: ReadonlyMap<string, JobDefinition<any, any>>;
+  events: VouchEventEmitter;
+  logger: Logger;
+  clock: Clock;
+}
+
+/** How an attempt ended, from the worker's side. */
+export type AttemptResult = 'completed' | 'retry' | 'failed' | 'released' | 'lease_lost';
+
+/**
+ * Runs one attempt through its steps: resume, perform, verify, commit, and on
+ * error retry or fail. The lease step happened before, in the worker.
+ *
+ * `controller` is owned by the worker: it aborts it when a heartbeat finds
+ * the lease lost or when shutdown runs out of grace.
+ */
+export async function runAttempt(deps: AttemptDependencies, leased: LeasedJob, controller: AbortController): Promise<AttemptResult> {
+  const { job, lease } = leased;
+  const ref: AttemptRef = { jobId: job.id, name: job.name, queue: job.queue, attempt: lease.attempt, leaseToken: lease.token };
+  const logger = deps.logger.child({ jobId: job.id, job: job.name, attempt: lease.attempt, leaseToken: lease.token });
+  const startedAt = deps.clock();
+
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const definition = deps.definitions.get(job.name);
+    if (!definition) {
+      throw new UnknownJobError(
+        `no job definition named "${job.name}" is registered with worker; register it in the worker's jobs, or deploy a worker that has it`,
+      );
+    }
+    const payload = await decodePayload(definition, job.payload);
+    const writes: ((tx: unknown) => unknown)[] = [];
+    const ledger = new EffectLedger(deps.store, lease, ref, job.key, leased.effects, controller.signal, logger, deps.events);
+    const previousAttempt = describePrevious(leased);
+    if (previousAttempt?.effectsInDoubt.length) {
+      logger.warn({ previousAttempt }, 'resuming after an attempt that left effects in doubt');
+    }
+
+    const ctx: JobContext<unknown> = {
+      jobId: job.id,
+      name: job.name,
+      queue: job.queue,
+      key: job.key,
+      payload,
+      attempt: lease.attempt,
+      maxAttempts: job.maxAttempts,
+      leaseToken: lease.token,
+      previousAttempt,
+      signal: controller.signal,
+      logger,
+      effect: (name, fn, options) => ledger.run(name, fn, options),
+      idempotencyKey: (name) => ledger.idempotencyKey(name),
+      transaction: (fn) => {
+        writes.push(fn as (tx: unknown) => unknown);
+      },
+    };
+
+    const aborted = abortPromise(controller.signal);
+    // The race below observes the rejection; this handler only keeps a late abort from being reported as unhandled.
+    aborted.catch(() => {});
+    if (definition.timeoutMs !== undefined) {
+      const timeoutMs = definition.timeoutMs;
+      timer = setTimeout(() => controller.abort(new AttemptTimeoutError(`attempt timed out after ${timeoutMs} ms`)), timeoutMs);
+    }
+
+    const result = await Promise.race([Promise.resolve().then(() => definition.perform(ctx)), aborted]);
+    let outcome: 'succeeded' | 'verified' = 'succeeded';
+    if (definition.verify) {
+      const confirmed = await Promise.race([Promise.resolve().then(() => definition.verify?.(ctx, result)), aborted]);
+      if (confirmed !== true) {
+        throw new VerificationError(`verify did not confirm the outcome of job "${job.name}" (it returned ${String(confirmed)})`);
+      }
+      outcome = 'verified';
+    }
+    if (controller.signal.aborted) throw controller.signal.reason;
+    clearTimeout(timer);
+
+    const resultJson = serializeJson(job.name, 'result', result ?? null);
+    // Failpoint: every effect is recorded done and the job is not committed yet.
+    await failpoint('after-ledger-before-commit');
+    const committed = await deps.store.commit(lease, { resultJson, outcome, writes });
+    if (!committed) {
+      await reportLeaseLost(deps, ref, logger, 'commit changed no row: the lease expired or another attempt owns the job');
+      return 'lease_lost';
+    }
+    const durationMs = deps.clock() - startedAt;
+    logger.info({ durationMs, outcome }, 'job completed');
+    deps.events.emit('job:completed', { ...ref, durationMs });
+    return 'completed';
+  } catch (thrown) {
+    clearTimeout(timer);
+    return settleError(deps, leased, ref, logger, toError(thrown), controller.signal);
+  }
+}
+
+async function decodePayload(definition: JobDefinition<any, any>, stored: unknown): Promise<unknown> {
+  try {
+    return await validatePayload(definition.name, definition.payload, stored);
+  } catch (error) {
+    if (error instanceof InvalidPayloadError) throw error;
+    throw new InvalidPayloadError(`payload schema of job "${definition.name}" threw: ${describeError(toError(error))}`, definition.name);
+  }
+}
+
+async function settleError(
+  deps: AttemptDependencies,
+  leased: LeasedJob,
+  ref: AttemptRef,
+  logger: Logger,
+  error: Error,
+  signal: AbortSignal,
+): Promise<AttemptResult> {
+  const { job, lease } = leased;
+  const reason = signal.aborted && signal.reason instanceof Error ? signal.reason : error;
+
+  if (reason instanceof LeaseLostError) {
+    await reportLeaseLost(deps, ref, logger, reason.message);
+    return 'lease_lost';
+  }
+  if (reason instanceof ShutdownError) {
+    const released = await deps.store.release(lease, reason.message);
+    if (!released) {
+      await reportLeaseLost(deps, ref, logger, 'release after shutdown changed no row');
+      return 'lease_lost';
+    }
+    logger.warn({ reason: reason.message }, 'job released on shutdown');
+    deps.events.emit('job:released', { ...ref, reason: reason.message });
+    return 'released';
+  }
+
+  const description = describeError(reason);
+  const permanent = reason instanceof PermanentError || reason instanceof InvalidPayloadError;
+  const maxAttempts = job.maxAttempts || DEFAULT_MAX_ATTEMPTS;
+  const exhausted = lease.attempt >= maxAttempts;
+  const definition = deps.definitions.get(job.name);
+
+  if (permanent || exhausted) {
+    const why = permanent ? description : `${description} (attempt ${lease.attempt} of ${maxAttempts}, no attempts left)`;
+    const failed = await deps.store.fail(lease, { error: why, retryAt: null });
+    if (!failed) {
+      await reportLeaseLost(deps, ref, logger, 'failing the job changed no row');
+      return 'lease_lost';
+    }
+    if (reason instanceof InvalidPayloadError) deps.events.emit('payload:rejected', { ...ref, error: why });
+    logger.error({ err: reason, maxAttempts }, 'job failed');
+    deps.events.emit('job:failed', { ...ref, error: why });
+    return 'failed';
+  }
+
+  const retryAt = deps.clock() + backoffDelayMs(lease.attempt, definition?.retry);
+  const scheduled = await deps.store.fail(lease, { error: description, retryAt });
+  if (!scheduled) {
+    await reportLeaseLost(deps, ref, logger, 'scheduling the retry changed no row');
+    return 'lease_lost';
+  }
+  logger.warn({ err: reason, retryAt, maxAttempts }, 'attempt errored; job will retry');
+  deps.events.emit('job:retry', { ...ref, error: description, retryAt });
+  return 'retry';
+}
+
+async function reportLeaseLost(deps: AttemptDependencies, ref: AttemptRef, logger: Logger, reason: string): Promise<void> {
+  logger.error({ reason }, 'lease lost; this attempt reports nothing as done');
+  deps.events.emit('lease:lost', { ...ref, reason });
+  try {
+    await deps.store.abandonLease({ jobId: ref.jobId, attempt: ref.attempt, token: ref.leaseToken }, reason);
+  } catch (error) {
+    // The sweep recovers the job anyway once its lease expires; this only makes recovery faster.
+    logger.error({ err: error }, 'could not close the attempt that lost its lease');
+  }
+}
+
+function describePrevious(leased: LeasedJob): PreviousAttempt | null {
+  const previous = leased.previousAttempt;
+  if (!previous) return null;
+  return {
+    attempt: previous.attempt,
+    outcome: previous.outcome,
+    error: previous.error,
+    effectsDone: leased.effects.filter((effect) => effect.state === 'done').map((effect) => effect.name),
+    effectsInDoubt: leased.effects.filter((effect) => effect.state === 'intent').map((effect) => effect.name),
+  };
+}
+
+/** A promise that rejects with the signal's reason once it aborts, and never resolves. */
+function abortPromise(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    const fire = () => reject(signal.reason instanceof Error ? signal.reason : new LeaseLostError('attempt aborted'));
+    if (signal.aborted) fire();
+    else signal.addEventListener('abort', fire, { once: true });
+  });
+}

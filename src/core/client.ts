@@ -1,0 +1,178 @@
+import { DEFAULT_MAX_ATTEMPTS } from './backoff.js';
+import type { Clock } from './clock.js';
+import { systemClock } from './clock.js';
+import { ConfigurationError, InvalidPayloadError } from './errors.js';
+import { assertName, DEFAULT_LEASE_MS, type JobDefinition } from './job-definition.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson, validatePayload } from './payload.js';
+import type { JobRecord, NewJob, Store } from './store.js';
+
+/** How long a completed job keeps absorbing enqueues with its key: 24 hours. */
+export const DEFAULT_DEDUP_WINDOW_MS = 24 * 60 * 60 * 1000;
+
+export interface ClientOptions {
+  store: Store<any>;
+  /** Largest payload accepted, in bytes of JSON. @defaultValue 1 MiB */
+  maxPayloadBytes?: number;
+  /** @defaultValue 24 hours */
+  dedupWindowMs?: number;
+  clock?: Clock;
+}
+
+export interface EnqueueOptions<Tx = unknown> {
+  /** When the job becomes due, as a Date or milliseconds since the epoch. */
+  runAt?: Date | number;
+  /** Milliseconds from now until the job becomes due. Not with runAt. */
+  delayMs?: number;
+  /** Lower runs first. @defaultValue 0 */
+  priority?: number;
+  /** Overrides the definition's queue. */
+  queue?: string;
+  /** Overrides the key derived by the definition. */
+  key?: string | null;
+  /** Overrides the client's dedup window for this job, in milliseconds. */
+  dedupWindowMs?: number;
+  /** The application's own connection inside an open transaction. */
+  tx?: Tx;
+}
+
+export interface EnqueuedJob {
+  id: string;
+  name: string;
+  queue: string;
+  key: string | null;
+  state: JobRecord['state'];
+  /** True when a pending or recently completed job with the same key was returned instead of a new one. */
+  duplicate: boolean;
+}
+
+export interface BulkItem<Payload> extends Omit<EnqueueOptions, 'tx'> {
+  payload: Payload;
+}
+
+/** Enqueues jobs. Validation happens here, so an invalid payload is never stored. */
+export class Client {
+  private readonly store: Store<any>;
+  private readonly maxPayloadBytes: number;
+  private readonly dedupWindowMs: number;
+  private readonly clock: Clock;
+
+  constructor(options: ClientOptions) {
+    if (!options?.store) throw new ConfigurationError('Client needs a store, for example new SqliteStore({ path: "vouch.db" }).');
+    this.store = options.store;
+    this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+    this.dedupWindowMs = options.dedupWindowMs ?? DEFAULT_DEDUP_WINDOW_MS;
+    this.clock = options.clock ?? systemClock;
+    assertNonNegative('maxPayloadBytes', this.maxPayloadBytes);
+    assertNonNegative('dedupWindowMs', this.dedupWindowMs);
+  }
+
+  async enqueue<Payload, Tx>(
+    definition: JobDefinition<Payload, any>,
+    payload: Payload,
+    options: EnqueueOptions<Tx> = {},
+  ): Promise<EnqueuedJob> {
+    const job = await this.prepare(definition, payload, options);
+    const [outcome] = await this.store.enqueue([job], options.tx === undefined ? {} : { tx: options.tx });
+    if (!outcome) throw new Error('store returned no outcome for an enqueued job');
+    return toEnqueued(outcome.job, outcome.duplicate);
+  }
+
+  /**
+   * Enqueues many jobs in one transaction. Every item is validated first; if
+   * any is invalid nothing is stored and the error names the item's index.
+   */
+  async enqueueMany<Payload, Tx>(
+    definition: JobDefinition<Payload, any>,
+    items: readonly BulkItem<Payload>[],
+    options: { tx?: Tx } = {},
+  ): Promise<EnqueuedJob[]> {
+    if (!Array.isArray(items)) throw new ConfigurationError(`enqueueMany needs an array of { payload } items; got ${typeof items}.`);
+    const jobs: NewJob[] = [];
+    for (const [index, item] of items.entries()) {
+      try {
+        jobs.push(await this.prepare(definition, item?.payload as Payload, item ?? {}));
+      } catch (error) {
+        if (error instanceof InvalidPayloadError || error instanceof ConfigurationError) {
+          error.message = `item ${index} of ${items.length}: ${error.message} Nothing was enqueued.`;
+        }
+        throw error;
+      }
+    }
+    if (jobs.length === 0) return [];
+    const outcomes = await this.store.enqueue(jobs, options.tx === undefined ? {} : { tx: options.tx });
+    return outcomes.map((outcome) => toEnqueued(outcome.job, outcome.duplicate));
+  }
+
+  private async prepare<Payload>(
+    definition: JobDefinition<Payload, any>,
+    payload: Payload,
+    options: EnqueueOptions<unknown>,
+  ): Promise<NewJob> {
+    if (!definition || typeof definition.name !== 'string' || !definition.payload) {
+      throw new ConfigurationError('enqueue needs a job definition made by defineJob().');
+    }
+    const parsed = await validatePayload(definition.name, definition.payload, payload);
+    const payloadJson = serializeJson(definition.name, 'payload', parsed, this.maxPayloadBytes);
+    const queue = options.queue ?? definition.queue;
+    assertName(`queue of job "${definition.name}"`, queue);
+
+    let key = options.key === undefined ? (definition.key?.(parsed) ?? null) : options.key;
+    if (key !== null && (typeof key !== 'string' || key.length === 0 || key.length > 1000)) {
+      throw new ConfigurationError(
+        `key of job "${definition.name}" must be a string of 1 to 1000 characters or null; got ${JSON.stringify(key)}.`,
+      );
+    }
+    key ??= null;
+
+    return {
+      name: definition.name,
+      queue,
+      key,
+      payloadJson,
+      priority: checkedInteger(definition.name, 'priority', options.priority ?? 0),
+      maxAttempts: definition.retry?.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+      leaseMs: definition.leaseMs ?? DEFAULT_LEASE_MS,
+      runAt: this.resolveRunAt(definition.name, options),
+      dedupWindowMs: options.dedupWindowMs ?? this.dedupWindowMs,
+    };
+  }
+
+  private resolveRunAt(jobName: string, options: EnqueueOptions<unknown>): number | null {
+    if (options.runAt !== undefined && options.delayMs !== undefined) {
+      throw new ConfigurationError(`job "${jobName}": pass runAt or delayMs, not both.`);
+    }
+    if (options.delayMs !== undefined) {
+      if (!Number.isFinite(options.delayMs) || options.delayMs < 0) {
+        throw new ConfigurationError(`job "${jobName}": delayMs must be a number of milliseconds, 0 or more; got ${options.delayMs}.`);
+      }
+      return options.delayMs === 0 ? null : this.clock() + options.delayMs;
+    }
+    if (options.runAt !== undefined) {
+      const time = options.runAt instanceof Date ? options.runAt.getTime() : options.runAt;
+      if (!Number.isFinite(time)) {
+        throw new ConfigurationError(
+          `job "${jobName}": runAt must be a valid Date or milliseconds since the epoch; got ${String(options.runAt)}.`,
+        );
+      }
+      return time;
+    }
+    return null;
+  }
+}
+
+function toEnqueued(job: JobRecord, duplicate: boolean): EnqueuedJob {
+  return { id: job.id, name: job.name, queue: job.queue, key: job.key, state: job.state, duplicate };
+}
+
+function checkedInteger(jobName: string, field: string, value: number): number {
+  if (!Number.isSafeInteger(value)) {
+    throw new ConfigurationError(`job "${jobName}": ${field} must be an integer; got ${value}.`);
+  }
+  return value;
+}
+
+function assertNonNegative(field: string, value: number): void {
+  if (!Number.isFinite(value) || value < 0) {
+    throw new ConfigurationError(`Client option ${field} must be a number, 0 or more; got ${value}.`);
+  }
+}

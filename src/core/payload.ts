@@ -1,0 +1,101 @@
+import type { StandardSchemaV1 } from '@standard-schema/spec';
+import { InvalidPayloadError } from './errors.js';
+
+/** Largest serialised payload accepted by default: 1 MiB. */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
+
+/**
+ * Validates `value` with the job's Standard Schema and returns the parsed
+ * output. Throws InvalidPayloadError naming the job and each failing field.
+ */
+export async function validatePayload<Output>(jobName: string, schema: StandardSchemaV1<unknown, Output>, value: unknown): Promise<Output> {
+  let result = schema['~standard'].validate(value);
+  if (result instanceof Promise) result = await result;
+  if (!result.issues) return result.value;
+
+  const issues = result.issues.map((issue) => ({ path: formatIssuePath(issue.path), message: issue.message }));
+  const summary = issues.map((issue) => `${issue.path || '(root)'}: ${issue.message}`).join('; ');
+  throw new InvalidPayloadError(
+    `invalid payload for job "${jobName}": ${summary}. Fix the payload to match the job's schema.`,
+    jobName,
+    issues,
+  );
+}
+
+function formatIssuePath(path: StandardSchemaV1.Issue['path']): string {
+  if (!path) return '';
+  return path
+    .map((segment) => {
+      const key = typeof segment === 'object' && segment !== null ? segment.key : segment;
+      return typeof key === 'number' ? `[${key}]` : `.${String(key)}`;
+    })
+    .join('')
+    .replace(/^\./, '');
+}
+
+/**
+ * Serialises a payload or result to JSON, rejecting what JSON.stringify would
+ * silently change or drop: BigInt, functions, symbols, undefined inside
+ * arrays, non-finite numbers and cycles. `what` names the value in errors.
+ */
+export function serializeJson(jobName: string, what: string, value: unknown, maxBytes = Number.POSITIVE_INFINITY): string {
+  assertJsonSafe(jobName, what, value, '', new Set());
+  const text = JSON.stringify(value) ?? 'null';
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > maxBytes) {
+    throw new InvalidPayloadError(
+      `${what} of job "${jobName}" is ${bytes} bytes as JSON, over the limit of ${maxBytes} bytes. ` +
+        'Store large data elsewhere and pass a reference, or raise maxPayloadBytes.',
+      jobName,
+    );
+  }
+  return text;
+}
+
+function assertJsonSafe(jobName: string, what: string, value: unknown, path: string, ancestors: Set<object>): void {
+  const where = path || '(root)';
+  const reject = (problem: string): never => {
+    throw new InvalidPayloadError(
+      `${what} of job "${jobName}" cannot be stored as JSON: ${where} ${problem}. Convert it to a string, number, boolean, null, array or plain object.`,
+      jobName,
+      [{ path, message: problem }],
+    );
+  };
+
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return;
+    case 'number':
+      if (!Number.isFinite(value)) reject(`is ${value}`);
+      return;
+    case 'bigint':
+      reject('is a BigInt');
+      return;
+    case 'function':
+      reject('is a function');
+      return;
+    case 'symbol':
+      reject('is a symbol');
+      return;
+    case 'undefined':
+      reject('is undefined');
+      return;
+  }
+  if (value === null) return;
+
+  const object = value as object;
+  if (ancestors.has(object)) reject('refers back to itself (a cycle)');
+  if (typeof (object as { toJSON?: unknown }).toJSON === 'function') return;
+  ancestors.add(object);
+  if (Array.isArray(object)) {
+    for (const [index, item] of object.entries()) assertJsonSafe(jobName, what, item, `${path}[${index}]`, ancestors);
+  } else {
+    for (const [key, item] of Object.entries(object)) {
+      // JSON.stringify drops undefined object fields; that is the usual meaning of an absent field, so it is allowed.
+      if (item === undefined) continue;
+      assertJsonSafe(jobName, what, item, path ? `${path}.${key}` : key, ancestors);
+    }
+  }
+  ancestors.delete(object);
+}

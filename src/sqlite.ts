@@ -1,0 +1,1 @@
+export { SqliteStore, type SqliteStoreOptions, type SqliteTransaction } from './stores/sqlite/sqlite-store.js';

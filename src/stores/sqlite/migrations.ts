@@ -1,0 +1,101 @@
+import type { Database } from 'better-sqlite3';
+
+/**
+ * Versioned schema changes, applied in order and never edited once released:
+ * a change to the schema is a new entry at the end.
+ */
+export const MIGRATIONS: readonly { version: number; description: string; sql: string }[] = [
+  {
+    version: 1,
+    description: 'jobs, attempts and the effect ledger',
+    sql: `
+      CREATE TABLE vouch_jobs (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        key TEXT,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('scheduled', 'available', 'running', 'retryable', 'completed', 'failed', 'cancelled')),
+        priority INTEGER NOT NULL DEFAULT 0,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        lease_ms INTEGER NOT NULL,
+        run_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        dedup_window_ms INTEGER NOT NULL,
+        result TEXT,
+        last_error TEXT,
+        lease_token TEXT,
+        lease_expires_at INTEGER,
+        worker_id TEXT
+      );
+
+      -- Leasing reads only due, waiting jobs in queue order; the partial index keeps finished jobs out of that path.
+      CREATE INDEX vouch_jobs_due ON vouch_jobs (queue, priority, run_at, id)
+        WHERE state IN ('scheduled', 'available', 'retryable');
+      CREATE INDEX vouch_jobs_running ON vouch_jobs (lease_expires_at) WHERE state = 'running';
+      CREATE INDEX vouch_jobs_key ON vouch_jobs (key) WHERE key IS NOT NULL;
+      CREATE INDEX vouch_jobs_finished ON vouch_jobs (state, finished_at) WHERE finished_at IS NOT NULL;
+
+      CREATE TABLE vouch_attempts (
+        job_id INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        worker_id TEXT NOT NULL,
+        lease_token TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at INTEGER,
+        outcome TEXT,
+        error TEXT,
+        PRIMARY KEY (job_id, attempt)
+      ) WITHOUT ROWID;
+      CREATE INDEX vouch_attempts_ended ON vouch_attempts (outcome, ended_at);
+
+      CREATE TABLE vouch_effects (
+        job_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('intent', 'done')),
+        result TEXT,
+        attempt INTEGER NOT NULL,
+        lease_token TEXT NOT NULL,
+        resolution TEXT,
+        intent_at INTEGER NOT NULL,
+        done_at INTEGER,
+        PRIMARY KEY (job_id, name)
+      ) WITHOUT ROWID;
+      CREATE INDEX vouch_effects_intent ON vouch_effects (intent_at) WHERE state = 'intent';
+    `,
+  },
+];
+
+/**
+ * Applies the migrations this database lacks. The immediate transaction
+ * takes SQLite's write lock first, so processes starting together apply each
+ * migration once.
+ */
+export function migrate(db: Database, now: number): void {
+  db.exec(
+    'CREATE TABLE IF NOT EXISTS vouch_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)',
+  );
+  const apply = db.transaction(() => {
+    const row = db.prepare('SELECT max(version) AS version FROM vouch_migrations').get() as { version: number | null };
+    const current = row.version ?? 0;
+    const newest = MIGRATIONS.at(-1)?.version ?? 0;
+    if (current > newest) {
+      throw new Error(
+        `database schema is at version ${current}, newer than this vouch knows (${newest}). Upgrade vouch before running it against this database.`,
+      );
+    }
+    for (const migration of MIGRATIONS) {
+      if (migration.version <= current) continue;
+      db.exec(migration.sql);
+      db.prepare('INSERT INTO vouch_migrations (version, description, applied_at) VALUES (?, ?, ?)').run(
+        migration.version,
+        migration.description,
+        now,
+      );
+    }
+  });
+  apply.immediate();
+}

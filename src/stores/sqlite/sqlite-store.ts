@@ -1,0 +1,495 @@
+import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
+import { type Clock, systemClock } from '../../core/clock.js';
+import { ConfigurationError, VouchError } from '../../core/errors.js';
+import { failpoint } from '../../core/failpoints.js';
+import { type JobState, PENDING_STATES } from '../../core/states.js';
+import type {
+  AttemptRecord,
+  AuditFindings,
+  AuditQuery,
+  Completion,
+  EffectDone,
+  EffectIntent,
+  EffectIntentOutcome,
+  EffectRecord,
+  EnqueueOutcome,
+  Failure,
+  JobRecord,
+  Lease,
+  LeasedJob,
+  LeaseRequest,
+  NewJob,
+  RecoveredJob,
+  Store,
+} from '../../core/store.js';
+import { migrate } from './migrations.js';
+import { type AttemptRow, type EffectRow, type JobRow, parseStoredJson, toAttemptRecord, toEffectRecord, toJobRecord } from './rows.js';
+
+export interface SqliteStoreOptions {
+  /** Path of the database file; created if missing. */
+  path: string;
+  /** How long a write waits for another process's lock before failing, in milliseconds. @defaultValue 5000 */
+  busyTimeoutMs?: number;
+  /**
+   * SQLite's `synchronous` setting. `full` syncs every commit to disk, so a
+   * completed job survives a power loss; `normal` survives a process crash
+   * but may lose the newest commits on power loss. @defaultValue 'full'
+   */
+  synchronous?: 'full' | 'normal';
+  /** How often an idle worker checks for commits by other processes, in milliseconds. @defaultValue 25 */
+  wakePollMs?: number;
+  /** Apply migrations when the store opens. @defaultValue true */
+  migrate?: boolean;
+  clock?: Clock;
+}
+
+/** The connection that ctx.transaction callbacks receive on SQLite. Callbacks must be synchronous. */
+export type SqliteTransaction = Database;
+
+const PENDING_LIST = PENDING_STATES.map((state) => `'${state}'`).join(', ');
+
+/**
+ * The embedded store: one SQLite file in WAL mode, shared safely by several
+ * worker processes. SQLite has one writer at a time, so every write that
+ * must be atomic runs in an immediate transaction, which takes the write lock
+ * up front; no SKIP LOCKED is needed because no two leases run at once.
+ */
+export class SqliteStore implements Store<SqliteTransaction> {
+  readonly db: Database;
+  private readonly clock: Clock;
+  private readonly wakePollMs: number;
+  private readonly listeners = new Set<(queue: string | null) => void>();
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private lastDataVersion = 0;
+  private readonly statements = new Map<string, Statement>();
+  private closed = false;
+
+  constructor(options: SqliteStoreOptions) {
+    if (!options || typeof options.path !== 'string' || options.path.length === 0) {
+      throw new ConfigurationError('SqliteStore needs a path to a database file, for example new SqliteStore({ path: "vouch.db" }).');
+    }
+    this.clock = options.clock ?? systemClock;
+    this.wakePollMs = options.wakePollMs ?? 25;
+    try {
+      this.db = new BetterSqlite3(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+      this.db.pragma('foreign_keys = ON');
+      if (options.migrate !== false) migrate(this.db, this.clock());
+    } catch (error) {
+      throw new VouchError(`could not open SQLite database ${JSON.stringify(options.path)}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  async migrate(): Promise<void> {
+    migrate(this.db, this.clock());
+  }
+
+  async enqueue(jobs: readonly NewJob[]): Promise<EnqueueOutcome[]> {
+    const now = this.clock();
+    const insert = this.db.transaction((batch: readonly NewJob[]) => batch.map((job) => this.insertOne(job, now)));
+    const outcomes = insert.immediate(jobs);
+    const queues = new Set(outcomes.filter((outcome) => !outcome.duplicate).map((outcome) => outcome.job.queue));
+    for (const queue of queues) this.wake(queue);
+    return outcomes;
+  }
+
+  private insertOne(job: NewJob, now: number): EnqueueOutcome {
+    if (job.key !== null) {
+      const existing = this.statement(
+        `SELECT * FROM vouch_jobs
+          WHERE key = ? AND (state IN (${PENDING_LIST}) OR (state = 'completed' AND finished_at + dedup_window_ms > ?))
+          ORDER BY id DESC LIMIT 1`,
+      ).get(job.key, now) as JobRow | undefined;
+      if (existing) return { job: toJobRecord(existing), duplicate: true };
+    }
+    const runAt = job.runAt ?? now;
+    const state: JobState = runAt > now ? 'scheduled' : 'available';
+    const row = this.statement(
+      `INSERT INTO vouch_jobs (name, queue, key, payload, state, priority, max_attempts, lease_ms, run_at, created_at, dedup_window_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+    ).get(
+      job.name,
+      job.queue,
+      job.key,
+      job.payloadJson,
+      state,
+      job.priority,
+      job.maxAttempts,
+      job.leaseMs,
+      runAt,
+      now,
+      job.dedupWindowMs,
+    ) as JobRow;
+    return { job: toJobRecord(row), duplicate: false };
+  }
+
+  async lease(request: LeaseRequest): Promise<LeasedJob[]> {
+    const now = this.clock();
+    const claim = this.db.transaction(() => {
+      const rows = this.statement(
+        `UPDATE vouch_jobs
+            SET state = 'running', attempt = attempt + 1, lease_token = lower(hex(randomblob(8))),
+                lease_expires_at = ? + lease_ms, worker_id = ?
+          WHERE id IN (
+            SELECT id FROM vouch_jobs
+             WHERE queue = ? AND state IN ('scheduled', 'available', 'retryable') AND run_at <= ?
+             ORDER BY priority, run_at, id
+             LIMIT ?)
+          RETURNING *`,
+      ).all(now, request.workerId, request.queue, now, request.limit) as JobRow[];
+      rows.sort((a, b) => a.priority - b.priority || a.run_at - b.run_at || a.id - b.id);
+
+      const insertAttempt = this.statement(
+        'INSERT INTO vouch_attempts (job_id, attempt, worker_id, lease_token, started_at) VALUES (?, ?, ?, ?, ?)',
+      );
+      return rows.map((row): LeasedJob => {
+        insertAttempt.run(row.id, row.attempt, request.workerId, row.lease_token, now);
+        const lease: Lease = { jobId: String(row.id), attempt: row.attempt, token: row.lease_token as string };
+        if (row.attempt === 1) return { job: toJobRecord(row), lease, previousAttempt: null, effects: [] };
+        const previous = this.statement('SELECT * FROM vouch_attempts WHERE job_id = ? AND attempt = ?').get(row.id, row.attempt - 1) as
+          | AttemptRow
+          | undefined;
+        const effects = this.statement('SELECT * FROM vouch_effects WHERE job_id = ?').all(row.id) as EffectRow[];
+        return {
+          job: toJobRecord(row),
+          lease,
+          previousAttempt: previous ? toAttemptRecord(previous) : null,
+          effects: effects.map(toEffectRecord),
+        };
+      });
+    });
+    return claim.immediate();
+  }
+
+  async heartbeat(leases: readonly Lease[]): Promise<Set<string>> {
+    if (leases.length === 0) return new Set();
+    const now = this.clock();
+    const pairs = JSON.stringify(leases.map((lease) => [Number(lease.jobId), lease.token]));
+    const rows = this.statement(
+      `UPDATE vouch_jobs SET lease_expires_at = ? + lease_ms
+        WHERE state = 'running' AND lease_expires_at > ?
+          AND (id, lease_token) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))
+        RETURNING id`,
+    ).all(now, now, pairs) as { id: number }[];
+    return new Set(rows.map((row) => String(row.id)));
+  }
+
+  async recordEffectIntent(lease: Lease, effect: EffectIntent): Promise<EffectIntentOutcome> {
+    const now = this.clock();
+    const write = this.db.transaction((): EffectIntentOutcome => {
+      if (!this.holdsLease(lease, now)) return { status: 'lease_lost' };
+      const existing = this.statement('SELECT state, result FROM vouch_effects WHERE job_id = ? AND name = ?').get(
+        Number(lease.jobId),
+        effect.name,
+      ) as { state: 'intent' | 'done'; result: string | null } | undefined;
+      if (existing?.state === 'done') return { status: 'done', result: parseStoredJson(existing.result) };
+      this.statement(
+        `INSERT INTO vouch_effects (job_id, name, idempotency_key, state, attempt, lease_token, intent_at)
+         VALUES (?, ?, ?, 'intent', ?, ?, ?)
+         ON CONFLICT (job_id, name) DO UPDATE SET attempt = excluded.attempt, lease_token = excluded.lease_token, intent_at = excluded.intent_at`,
+      ).run(Number(lease.jobId), effect.name, effect.idempotencyKey, lease.attempt, lease.token, now);
+      return { status: 'recorded' };
+    });
+    return write.immediate();
+  }
+
+  async recordEffectDone(lease: Lease, effect: EffectDone): Promise<void> {
+    this.statement(
+      `UPDATE vouch_effects SET state = 'done', result = ?, resolution = ?, done_at = ?
+        WHERE job_id = ? AND name = ? AND state = 'intent'`,
+    ).run(effect.resultJson, effect.resolution, this.clock(), Number(lease.jobId), effect.name);
+  }
+
+  async commit(lease: Lease, completion: Completion<SqliteTransaction>): Promise<boolean> {
+    const now = this.clock();
+    const write = this.db.transaction((): boolean => {
+      if (!this.holdsLease(lease, now)) return false;
+      for (const apply of completion.writes) {
+        const returned = apply(this.db);
+        if (returned && typeof (returned as Promise<unknown>).then === 'function') {
+          throw new VouchError(
+            'a ctx.transaction callback returned a promise; on SQLite it must be synchronous, because the commit transaction cannot stay open across an await',
+          );
+        }
+      }
+      // Failpoint: inside the open commit transaction; a kill here must roll back the writes above.
+      void failpoint('inside-commit');
+      this.statement(
+        `UPDATE vouch_jobs SET state = 'completed', result = ?, finished_at = ?, lease_token = NULL, lease_expires_at = NULL
+          WHERE id = ?`,
+      ).run(completion.resultJson, now, Number(lease.jobId));
+      this.closeAttempt(lease, completion.outcome, null, now);
+      return true;
+    });
+    return write.immediate();
+  }
+
+  async fail(lease: Lease, failure: Failure): Promise<boolean> {
+    const now = this.clock();
+    const write = this.db.transaction((): boolean => {
+      if (!this.holdsLease(lease, now)) return false;
+      const retryAt = failure.retryAt;
+      const state: JobState = retryAt === null ? 'failed' : retryAt > now ? 'retryable' : 'available';
+      this.statement(
+        `UPDATE vouch_jobs SET state = ?, run_at = ?, last_error = ?, finished_at = ?, lease_token = NULL, lease_expires_at = NULL
+          WHERE id = ?`,
+      ).run(state, retryAt ?? now, failure.error, retryAt === null ? now : null, Number(lease.jobId));
+      this.closeAttempt(lease, 'errored', failure.error, now);
+      return true;
+    });
+    return write.immediate();
+  }
+
+  async release(lease: Lease, reason: string): Promise<boolean> {
+    const now = this.clock();
+    const write = this.db.transaction((): boolean => {
+      // Releasing is safe even after expiry, so only the token is checked.
+      const changed = this.statement(
+        `UPDATE vouch_jobs SET state = 'available', run_at = ?, max_attempts = max_attempts + 1, lease_token = NULL, lease_expires_at = NULL
+          WHERE id = ? AND state = 'running' AND lease_token = ?`,
+      ).run(now, Number(lease.jobId), lease.token).changes;
+      if (changed === 0) return false;
+      this.closeAttempt(lease, 'released', reason, now);
+      return true;
+    });
+    return write.immediate();
+  }
+
+  async abandonLease(lease: Lease, reason: string): Promise<void> {
+    const now = this.clock();
+    const write = this.db.transaction(() => {
+      this.statement(
+        `UPDATE vouch_attempts SET outcome = 'lease_lost', error = ?, ended_at = coalesce(ended_at, ?)
+          WHERE job_id = ? AND attempt = ? AND lease_token = ?`,
+      ).run(reason, now, Number(lease.jobId), lease.attempt, lease.token);
+      this.recoverJob(Number(lease.jobId), lease.token, `lease lost on attempt ${lease.attempt}: ${reason}`, now);
+    });
+    write.immediate();
+  }
+
+  async sweep(): Promise<RecoveredJob[]> {
+    const now = this.clock();
+    const write = this.db.transaction((): RecoveredJob[] => {
+      const expired = this.statement(
+        `SELECT id, name, queue, attempt, max_attempts, lease_token, worker_id FROM vouch_jobs
+          WHERE state = 'running' AND lease_expires_at <= ? LIMIT 1000`,
+      ).all(now) as Pick<JobRow, 'id' | 'name' | 'queue' | 'attempt' | 'max_attempts' | 'lease_token' | 'worker_id'>[];
+      return expired.map((row) => {
+        const reason = `abandoned: the lease of attempt ${row.attempt} expired without a heartbeat (worker ${row.worker_id} died or stalled)`;
+        this.statement(
+          `UPDATE vouch_attempts SET outcome = 'abandoned', error = ?, ended_at = ?
+            WHERE job_id = ? AND attempt = ? AND ended_at IS NULL`,
+        ).run(reason, now, row.id, row.attempt);
+        const state = this.recoverJob(row.id, row.lease_token as string, reason, now);
+        return {
+          jobId: String(row.id),
+          name: row.name,
+          queue: row.queue,
+          attempt: row.attempt,
+          leaseToken: row.lease_token as string,
+          workerId: row.worker_id as string,
+          state: state ?? 'available',
+        };
+      });
+    });
+    return write.immediate();
+  }
+
+  /** Makes a running job available again, or failed when that was its last attempt. */
+  private recoverJob(jobId: number, token: string, reason: string, now: number): 'available' | 'failed' | null {
+    const row = this.statement(
+      `UPDATE vouch_jobs
+          SET state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'available' END,
+              last_error = CASE WHEN attempt >= max_attempts THEN ? || ' (no attempts left)' ELSE ? END,
+              finished_at = CASE WHEN attempt >= max_attempts THEN ? ELSE NULL END,
+              run_at = ?, lease_token = NULL, lease_expires_at = NULL
+        WHERE id = ? AND state = 'running' AND lease_token = ?
+        RETURNING state`,
+    ).get(reason, reason, now, now, jobId, token) as { state: 'available' | 'failed' } | undefined;
+    return row?.state ?? null;
+  }
+
+  async cancel(jobId: string): Promise<boolean> {
+    const changes = this.statement(
+      `UPDATE vouch_jobs SET state = 'cancelled', finished_at = ?
+        WHERE id = ? AND state IN ('scheduled', 'available', 'retryable')`,
+    ).run(this.clock(), Number(jobId)).changes;
+    return changes > 0;
+  }
+
+  async getJob(jobId: string): Promise<JobRecord | null> {
+    const row = this.statement('SELECT * FROM vouch_jobs WHERE id = ?').get(Number(jobId)) as JobRow | undefined;
+    return row ? toJobRecord(row) : null;
+  }
+
+  async listAttempts(jobId: string): Promise<AttemptRecord[]> {
+    const rows = this.statement('SELECT * FROM vouch_attempts WHERE job_id = ? ORDER BY attempt').all(Number(jobId)) as AttemptRow[];
+    return rows.map(toAttemptRecord);
+  }
+
+  async listEffects(jobId: string): Promise<EffectRecord[]> {
+    const rows = this.statement('SELECT * FROM vouch_effects WHERE job_id = ? ORDER BY intent_at, name').all(Number(jobId)) as EffectRow[];
+    return rows.map(toEffectRecord);
+  }
+
+  async countByState(): Promise<Record<JobState, number>> {
+    const counts: Record<JobState, number> = {
+      scheduled: 0,
+      available: 0,
+      running: 0,
+      retryable: 0,
+      completed: 0,
+      failed: 0,
+      cancelled: 0,
+    };
+    const rows = this.statement('SELECT state, count(*) AS count FROM vouch_jobs GROUP BY state').all() as {
+      state: JobState;
+      count: number;
+    }[];
+    for (const row of rows) counts[row.state] = row.count;
+    return counts;
+  }
+
+  async audit(query: AuditQuery): Promise<AuditFindings> {
+    const now = this.clock();
+    const overdue = this.statement(
+      `SELECT id, name, queue, state, run_at AS due FROM vouch_jobs
+        WHERE state IN ('scheduled', 'available', 'retryable') AND run_at < ?
+       UNION ALL
+       SELECT id, name, queue, state, lease_expires_at AS due FROM vouch_jobs
+        WHERE state = 'running' AND lease_expires_at < ?
+       ORDER BY due LIMIT ?`,
+    ).all(now - query.overdueAfterMs, now - query.overdueAfterMs, query.limit) as {
+      id: number;
+      name: string;
+      queue: string;
+      state: JobState;
+      due: number;
+    }[];
+    const inDoubt = this.statement(
+      `SELECT e.job_id, j.name, e.name AS effect, e.idempotency_key, j.state, e.intent_at FROM vouch_effects e
+         JOIN vouch_jobs j ON j.id = e.job_id
+        WHERE e.state = 'intent' AND e.intent_at < ? AND j.state <> 'running'
+        ORDER BY e.intent_at LIMIT ?`,
+    ).all(now - query.inDoubtAfterMs, query.limit) as {
+      job_id: number;
+      name: string;
+      effect: string;
+      idempotency_key: string;
+      state: JobState;
+      intent_at: number;
+    }[];
+    const recovered = this.statement(
+      `SELECT a.job_id, j.name, a.attempt, a.worker_id, a.ended_at FROM vouch_attempts a
+         JOIN vouch_jobs j ON j.id = a.job_id
+        WHERE a.outcome IN ('abandoned', 'lease_lost') AND a.ended_at > ?
+        ORDER BY a.ended_at DESC LIMIT ?`,
+    ).all(now - query.windowMs, query.limit) as { job_id: number; name: string; attempt: number; worker_id: string; ended_at: number }[];
+    const dead = this.statement(
+      `SELECT id, name, attempt, last_error, finished_at FROM vouch_jobs
+        WHERE state = 'failed' AND finished_at > ? ORDER BY finished_at DESC LIMIT ?`,
+    ).all(now - query.windowMs, query.limit) as {
+      id: number;
+      name: string;
+      attempt: number;
+      last_error: string | null;
+      finished_at: number;
+    }[];
+
+    return {
+      overdue: overdue.map((row) => ({
+        jobId: String(row.id),
+        name: row.name,
+        queue: row.queue,
+        state: row.state,
+        dueSinceMs: now - row.due,
+      })),
+      inDoubt: inDoubt.map((row) => ({
+        jobId: String(row.job_id),
+        name: row.name,
+        effect: row.effect,
+        idempotencyKey: row.idempotency_key,
+        jobState: row.state,
+        sinceMs: now - row.intent_at,
+      })),
+      recovered: recovered.map((row) => ({
+        jobId: String(row.job_id),
+        name: row.name,
+        attempt: row.attempt,
+        workerId: row.worker_id,
+        endedAt: row.ended_at,
+      })),
+      dead: dead.map((row) => ({
+        jobId: String(row.id),
+        name: row.name,
+        attempt: row.attempt,
+        lastError: row.last_error,
+        finishedAt: row.finished_at,
+      })),
+    };
+  }
+
+  onWake(listener: (queue: string | null) => void): () => void {
+    this.listeners.add(listener);
+    if (!this.wakeTimer && this.wakePollMs > 0) {
+      this.lastDataVersion = this.dataVersion();
+      // data_version changes when another connection commits, which is how workers in other processes learn of new jobs without a full poll.
+      this.wakeTimer = setInterval(() => {
+        if (this.closed) return;
+        const version = this.dataVersion();
+        if (version !== this.lastDataVersion) {
+          this.lastDataVersion = version;
+          this.wake(null);
+        }
+      }, this.wakePollMs);
+      this.wakeTimer.unref();
+    }
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0 && this.wakeTimer) {
+        clearInterval(this.wakeTimer);
+        this.wakeTimer = undefined;
+      }
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.wakeTimer) clearInterval(this.wakeTimer);
+    this.listeners.clear();
+    this.db.close();
+  }
+
+  private wake(queue: string | null): void {
+    for (const listener of this.listeners) listener(queue);
+  }
+
+  private dataVersion(): number {
+    return this.statement('PRAGMA data_version').pluck().get() as number;
+  }
+
+  /** The fence: true only while the job runs under this token and the lease has not expired. */
+  private holdsLease(lease: Lease, now: number): boolean {
+    const row = this.statement(
+      `SELECT 1 FROM vouch_jobs WHERE id = ? AND state = 'running' AND lease_token = ? AND lease_expires_at > ?`,
+    ).get(Number(lease.jobId), lease.token, now);
+    return row !== undefined;
+  }
+
+  private closeAttempt(lease: Lease, outcome: string, error: string | null, now: number): void {
+    this.statement(
+      'UPDATE vouch_attempts SET outcome = ?, error = ?, ended_at = ? WHERE job_id = ? AND attempt = ? AND lease_token = ?',
+    ).run(outcome, error, now, Number(lease.jobId), lease.attempt, lease.token);
+  }
+
+  private statement(sql: string): Statement {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+}

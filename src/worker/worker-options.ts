@@ -1,0 +1,29 @@
+import type { Logger } from 'pino';
+import type { Clock } from '../core/clock.js';
+import type { JobDefinition } from '../core/job-definition.js';
+import type { Store } from '../core/store.js';
+
+export interface WorkerOptions {
+  store: Store<any>;
+  /** The job definitions this worker runs. */
+  jobs: readonly JobDefinition<any, any>[];
+  /**
+   * Queues to work and their concurrency. Defaults to every queue named by
+   * `jobs`, each at `concurrency`.
+   */
+  queues?: Readonly<Record<string, { concurrency?: number }>>;
+  /** Attempts run at once per queue. @defaultValue 10 */
+  concurrency?: number;
+  /** Names this worker in leases, attempts and logs. @defaultValue host:pid:random */
+  workerId?: string;
+  /** Longest an idle queue waits before looking for due jobs, in milliseconds. @defaultValue 1000 */
+  pollIntervalMs?: number;
+  /** How often expired leases are recovered, in milliseconds. @defaultValue 2000 */
+  sweepIntervalMs?: number;
+  /** How often held leases are renewed, in milliseconds. @defaultValue a third of the shortest leaseMs */
+  heartbeatIntervalMs?: number;
+  /** How long stop() waits for running attempts before aborting and releasing them, in milliseconds. @defaultValue 10_000 */
+  shutdownGraceMs?: number;
+  logger?: Logger;
+  clock?: Clock;
+}

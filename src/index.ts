@@ -20,5 +20,6 @@ export { defineJob, type JobDefinition, type JobDefinitionOptions } from './core
 export { DEFAULT_MAX_PAYLOAD_BYTES } from './core/payload.js';
 export type { AttemptOutcome, JobState } from './core/states.js';
 export type * from './core/store.js';
+export { type OpenStoreOptions, openStore } from './stores/open-store.js';
 export { Worker } from './worker/worker.js';
 export type { WorkerOptions } from './worker/worker-options.js';

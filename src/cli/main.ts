@@ -1,19 +1,7 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from 'commander';
 import { formatAudit, runAudit } from '../audit/audit.js';
-import type { Store } from '../core/store.js';
-
-/** Opens the store named by --store: a PostgreSQL URL or a SQLite file path. */
-async function openStore(location: string): Promise<Store<any>> {
-  if (/^postgres(ql)?:\/\//.test(location)) {
-    const module = await import('../postgres.js').catch((error: unknown) => {
-      throw new Error(`the PostgreSQL store could not be loaded (${(error as Error).message}); install the pg package`);
-    });
-    return new module.PostgresStore({ connectionString: location });
-  }
-  const { SqliteStore } = await import('../stores/sqlite/sqlite-store.js');
-  return new SqliteStore({ path: location, migrate: false });
-}
+import { openStore } from '../stores/open-store.js';
 
 function milliseconds(value: string): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
@@ -43,7 +31,7 @@ program
   .option('--max-recovered <count>', 'recovered attempts tolerated within the window (default: no limit)', count)
   .option('--json', 'print the report as JSON')
   .action(async (options) => {
-    const store = await openStore(options.store);
+    const store = await openStore(options.store, { migrate: false });
     try {
       const report = await runAudit(store, {
         overdueAfterMs: options.overdueAfter,
@@ -66,7 +54,7 @@ program
   .description('Create or upgrade the vouch schema in a store.')
   .requiredOption('--store <location>', 'SQLite file path or postgres:// URL')
   .action(async (options) => {
-    const store = await openStore(options.store);
+    const store = await openStore(options.store, { migrate: false });
     try {
       await store.migrate();
       console.log('schema is up to date');

@@ -1,0 +1,33 @@
+import type { Clock } from '../core/clock.js';
+import { ConfigurationError } from '../core/errors.js';
+import type { Store } from '../core/store.js';
+
+export interface OpenStoreOptions {
+  /** Apply migrations when the store opens. @defaultValue true */
+  migrate?: boolean;
+  /** The SQLite store's source of time; PostgreSQL always uses the database clock. */
+  clock?: Clock;
+}
+
+/**
+ * Opens the store a location string names: a `postgres://` or
+ * `postgresql://` URL selects PostgreSQL (a `schema` query parameter selects
+ * the schema), anything else is a SQLite file path. The PostgreSQL store is
+ * loaded only when asked for, so SQLite users need no `pg` package.
+ */
+export async function openStore(location: string, options: OpenStoreOptions = {}): Promise<Store<any>> {
+  if (typeof location !== 'string' || location.trim() === '') {
+    throw new ConfigurationError('store location is empty; pass a SQLite file path or a postgres:// URL.');
+  }
+  if (/^postgres(ql)?:\/\//i.test(location)) {
+    const url = new URL(location);
+    const schema = url.searchParams.get('schema');
+    url.searchParams.delete('schema');
+    const { PostgresStore } = await import('./postgres/postgres-store.js');
+    const store = new PostgresStore({ connectionString: url.toString(), ...(schema ? { schema } : {}) });
+    if (options.migrate !== false) await store.migrate();
+    return store;
+  }
+  const { SqliteStore } = await import('./sqlite/sqlite-store.js');
+  return new SqliteStore({ path: location, migrate: options.migrate !== false, ...(options.clock ? { clock: options.clock } : {}) });
+}

@@ -1,0 +1,156 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { VouchError } from '../../core/errors.js';
+import { failpoint } from '../../core/failpoints.js';
+import type { Completion, Lease } from '../../core/store.js';
+import { isConnectionError, rollbackQuietly, withClient } from './connection.js';
+import { CLOCK_NOW, type SchemaNames, Statement } from './sql.js';
+
+/**
+ * The commit: the ctx.transaction writes and the fenced transition to
+ * `completed`, in one transaction.
+ *
+ * The transaction starts by locking the job row under the fence. While it is
+ * open, the sweep (which skips locked rows) cannot recover the job and no
+ * other attempt can lease it. The final update checks the fence again by the
+ * database's wall clock, so a lease that expired while the writes ran is
+ * refused and everything rolls back.
+ *
+ * If the connection drops, the outcome is found out, never guessed: a fresh
+ * connection reads this attempt's row with FOR SHARE, which waits for the
+ * old transaction to end if its backend is still finishing, and the commit
+ * landed exactly when that row says `succeeded` or `verified`.
+ */
+export interface CommitStatements {
+  fence: Statement;
+  complete: Statement<{ completed: number }>;
+  outcome: Statement<{ outcome: string | null }>;
+}
+
+export function commitStatements(n: SchemaNames): CommitStatements {
+  const fence = new Statement(`
+    SELECT 1 FROM ${n.jobs}
+     WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_expires_at > ${CLOCK_NOW}
+       FOR NO KEY UPDATE`);
+
+  const complete = new Statement<{ completed: number }>(`
+    WITH completed AS (
+      UPDATE ${n.jobs}
+         SET state = 'completed', result = $5::json, finished_at = ${CLOCK_NOW}, lease_token = NULL, lease_expires_at = NULL
+       WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_expires_at > ${CLOCK_NOW}
+      RETURNING id
+    ),
+    closed AS (
+      UPDATE ${n.attempts}
+         SET outcome = $6, ended_at = ${CLOCK_NOW}
+       WHERE job_id = $2 AND attempt = $4 AND lease_token = $3 AND EXISTS (SELECT 1 FROM completed)
+    )
+    SELECT count(*)::int AS completed FROM completed`);
+
+  const outcome = new Statement<{ outcome: string | null }>(`
+    SELECT a.outcome
+      FROM ${n.attempts} a
+      JOIN ${n.jobs} j ON j.id = a.job_id
+     WHERE a.job_id = $1 AND a.attempt = $2 AND a.lease_token = $3
+       FOR SHARE`);
+
+  return { fence, complete, outcome };
+}
+
+/** How long finding out a commit's outcome waits for the old transaction's row locks. */
+const OUTCOME_LOCK_TIMEOUT = '10s';
+/** Pauses between tries to read the outcome while the database may be restarting. */
+const OUTCOME_RETRY_DELAYS_MS = [250, 1000, 2000];
+
+export async function commitAttempt(
+  pool: pg.Pool,
+  statements: CommitStatements,
+  now: number | null,
+  lease: Lease,
+  completion: Completion<pg.PoolClient>,
+  logger: Logger,
+): Promise<boolean> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  const onError = (error: Error) => {
+    broken = error;
+  };
+  client.on('error', onError);
+  try {
+    await client.query('BEGIN');
+    const held = await statements.fence.run(client, [now, lease.jobId, lease.token]);
+    if (held.rows.length === 0) {
+      await client.query('ROLLBACK');
+      return false;
+    }
+    for (const apply of completion.writes) await apply(client);
+    // Failpoint: inside the open commit transaction; a kill or a dropped connection here must roll back the writes above.
+    await failpoint('inside-commit');
+    const { rows } = await statements.complete.run(client, [
+      now,
+      lease.jobId,
+      lease.token,
+      lease.attempt,
+      completion.resultJson,
+      completion.outcome,
+    ]);
+    if (rows[0]?.completed !== 1) {
+      await client.query('ROLLBACK');
+      return false;
+    }
+    await client.query('COMMIT');
+    return true;
+  } catch (error) {
+    if (!isConnectionError(error)) {
+      await rollbackQuietly(client);
+      throw error;
+    }
+    broken ??= error as Error;
+    const committed = await findOutCommit(pool, statements, lease, error as Error);
+    logger.warn(
+      { jobId: lease.jobId, attempt: lease.attempt, leaseToken: lease.token, committed, err: error },
+      committed
+        ? 'the connection dropped during commit; the commit had landed'
+        : 'the connection dropped during commit; the commit did not land and its writes were rolled back',
+    );
+    return committed;
+  } finally {
+    client.removeListener('error', onError);
+    client.release(broken ?? false);
+  }
+}
+
+/**
+ * Reads whether this attempt's commit landed, on a fresh connection. Throws
+ * when it cannot be read: then nobody knows, and the job is recovered by the
+ * sweep if the commit did not land.
+ */
+async function findOutCommit(pool: pg.Pool, statements: CommitStatements, lease: Lease, cause: Error): Promise<boolean> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt <= OUTCOME_RETRY_DELAYS_MS.length; attempt += 1) {
+    if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, OUTCOME_RETRY_DELAYS_MS[attempt - 1]));
+    try {
+      return await withClient(pool, async (client) => {
+        await client.query('BEGIN');
+        try {
+          await client.query({ text: `SELECT set_config('lock_timeout', $1, true)`, values: [OUTCOME_LOCK_TIMEOUT] });
+          const { rows } = await statements.outcome.run(client, [lease.jobId, lease.attempt, lease.token]);
+          await client.query('COMMIT');
+          const outcome = rows[0]?.outcome;
+          return outcome === 'succeeded' || outcome === 'verified';
+        } catch (error) {
+          await rollbackQuietly(client);
+          throw error;
+        }
+      });
+    } catch (error) {
+      lastError = error;
+      if (!isConnectionError(error)) break;
+    }
+  }
+  throw new VouchError(
+    `the connection dropped while committing job ${lease.jobId} (attempt ${lease.attempt}) and the outcome could not be read back ` +
+      `(${(lastError as Error)?.message ?? 'unknown error'}); if the commit did not land, the job is recovered when its lease expires`,
+    { cause },
+  );
+}

@@ -1,0 +1,138 @@
+import type { Lease, LeasedJob, LeaseRequest } from '../../core/store.js';
+import {
+  type AttemptRow,
+  attemptColumns,
+  type EffectRow,
+  effectColumns,
+  type JobRow,
+  jobColumns,
+  toAttemptRecord,
+  toEffectRecord,
+  toJobRecord,
+} from './rows.js';
+import { interval, NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
+
+/**
+ * Leasing and heartbeats.
+ *
+ * A lease is one statement: pick up to N due jobs with FOR UPDATE SKIP
+ * LOCKED, so concurrent workers each take different rows instead of waiting
+ * on one another, mark them running with a fresh token and an expiry by the
+ * database clock, and insert their attempt rows, all in one data-modifying
+ * CTE that commits or fails as a unit.
+ */
+export interface LeaseStatements {
+  claim: Statement<JobRow>;
+  previousAttempts: Statement<AttemptRow>;
+  effects: Statement<EffectRow>;
+  heartbeat: Statement<{ id: string }>;
+}
+
+export function leaseStatements(n: SchemaNames): LeaseStatements {
+  // Due jobs come from two partial indexes. `available` jobs are due by definition and the
+  // jobs_available index holds them in lease order, so the first arm reads LIMIT rows off its front.
+  // Scheduled and retryable jobs become due when run_at passes; the second arm reads only those
+  // whose time has come, through a range on jobs_waiting, however many wait for later. Each arm
+  // locks at most LIMIT rows; the rows the final LIMIT leaves out are unlocked when the statement ends.
+  const claim = new Statement<JobRow>(`
+    WITH ready AS (
+      SELECT id, priority, run_at
+        FROM ${n.jobs}
+       WHERE queue = $2 AND state = 'available'
+       ORDER BY priority, run_at, id
+       LIMIT $3
+         FOR UPDATE SKIP LOCKED
+    ),
+    due AS (
+      SELECT id, priority, run_at
+        FROM ${n.jobs}
+       WHERE state IN ('scheduled', 'retryable') AND run_at <= ${NOW} AND queue = $2
+       ORDER BY priority, run_at, id
+       LIMIT $3
+         FOR UPDATE SKIP LOCKED
+    ),
+    picked AS (
+      SELECT id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) AS candidate
+       ORDER BY priority, run_at, id
+       LIMIT $3
+    ),
+    leased AS (
+      UPDATE ${n.jobs} j
+         SET state = 'running',
+             attempt = j.attempt + 1,
+             lease_token = replace(gen_random_uuid()::text, '-', ''),
+             lease_expires_at = ${NOW} + ${interval('j.lease_ms')},
+             worker_id = $4
+        FROM picked
+       WHERE j.id = picked.id
+      RETURNING j.*
+    ),
+    opened AS (
+      INSERT INTO ${n.attempts} (job_id, attempt, worker_id, lease_token, started_at)
+      SELECT id, attempt, worker_id, lease_token, ${NOW} FROM leased
+    )
+    SELECT ${jobColumns('leased')} FROM leased
+     ORDER BY leased.priority, leased.run_at, leased.id`);
+
+  // These two take no clock parameter. Only a job on its second attempt or later has an earlier attempt and perhaps effects; these
+  // two reads run for those jobs alone, so a first attempt costs the one statement above.
+  const previousAttempts = new Statement<AttemptRow>(`
+    SELECT ${attemptColumns('a')}
+      FROM ${n.attempts} a
+      JOIN unnest($1::bigint[], $2::int[]) AS p(job_id, attempt) ON a.job_id = p.job_id AND a.attempt = p.attempt`);
+  const effects = new Statement<EffectRow>(`
+    SELECT ${effectColumns('e')} FROM ${n.effects} e WHERE e.job_id = ANY($1::bigint[])`);
+
+  // Every lease a worker holds, renewed in one statement. A lease already expired by the
+  // database clock is not renewed, even if the sweep has not recovered it yet.
+  const heartbeat = new Statement<{ id: string }>(`
+    UPDATE ${n.jobs} j
+       SET lease_expires_at = ${NOW} + ${interval('j.lease_ms')}
+      FROM unnest($2::bigint[], $3::text[]) AS held(id, token)
+     WHERE j.id = held.id AND j.lease_token = held.token
+       AND j.state = 'running' AND j.lease_expires_at > ${NOW}
+    RETURNING j.id::text AS id`);
+
+  return { claim, previousAttempts, effects, heartbeat };
+}
+
+export async function leaseJobs(
+  db: Queryable,
+  statements: LeaseStatements,
+  now: number | null,
+  request: LeaseRequest,
+): Promise<LeasedJob[]> {
+  if (request.limit < 1) return [];
+  const { rows } = await statements.claim.run(db, [now, request.queue, request.limit, request.workerId]);
+  const leased: LeasedJob[] = rows.map((row) => ({
+    job: toJobRecord(row),
+    lease: { jobId: row.id, attempt: row.attempt, token: row.lease_token as string },
+    previousAttempt: null,
+    effects: [],
+  }));
+
+  const resumed = leased.filter((job) => job.lease.attempt > 1);
+  if (resumed.length === 0) return leased;
+  const ids = resumed.map((job) => job.lease.jobId);
+  const [attempts, effects] = await Promise.all([
+    statements.previousAttempts.run(db, [ids, resumed.map((job) => job.lease.attempt - 1)]),
+    statements.effects.run(db, [ids]),
+  ]);
+  for (const job of resumed) {
+    const previous = attempts.rows.find((row) => row.job_id === job.lease.jobId);
+    job.previousAttempt = previous ? toAttemptRecord(previous) : null;
+    job.effects = effects.rows.filter((row) => row.job_id === job.lease.jobId).map(toEffectRecord);
+  }
+  return leased;
+}
+
+export async function renewLeases(
+  db: Queryable,
+  statements: LeaseStatements,
+  now: number | null,
+  leases: readonly Lease[],
+): Promise<Set<string>> {
+  if (leases.length === 0) return new Set();
+  const { rows } = await statements.heartbeat.run(db, [now, leases.map((lease) => lease.jobId), leases.map((lease) => lease.token)]);
+  return new Set(rows.map((row) => row.id));
+}

@@ -1,0 +1,383 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { Clock } from '../../core/clock.js';
+import { ConfigurationError, VouchError } from '../../core/errors.js';
+import { createDefaultLogger } from '../../core/logger.js';
+import type { JobState } from '../../core/states.js';
+import type {
+  AttemptRecord,
+  AuditFindings,
+  AuditQuery,
+  Completion,
+  EffectDone,
+  EffectIntent,
+  EffectIntentOutcome,
+  EffectRecord,
+  EnqueueOutcome,
+  EnqueueTransactionOptions,
+  Failure,
+  JobRecord,
+  Lease,
+  LeasedJob,
+  LeaseRequest,
+  NewJob,
+  RecoveredJob,
+  Store,
+} from '../../core/store.js';
+import { abandonAttempt, attemptEndStatements, failAttempt, releaseAttempt } from './attempt-end.js';
+import { commitAttempt, commitStatements } from './commit.js';
+import { explainMissingSchema, rollbackQuietly, transactionQueryable, withClient } from './connection.js';
+import { effectStatements, writeEffectDone, writeEffectIntent } from './effects.js';
+import { enqueueStatements, insertJobs, needsKeyLocks } from './enqueue.js';
+import { auditFindings, inspectStatements } from './inspect.js';
+import { leaseJobs, leaseStatements, renewLeases } from './lease.js';
+import { migrate } from './migrations.js';
+import { Notifier } from './notifier.js';
+import { type PruneOptions, pruneJobs, pruneStatement } from './prune.js';
+import { toAttemptRecord, toEffectRecord, toJobRecord } from './rows.js';
+import { assertSchemaName, parseJobId, type SchemaNames, schemaNames } from './sql.js';
+import { sweepExpired, sweepStatements } from './sweep.js';
+
+export type { PruneOptions } from './prune.js';
+
+export interface PostgresStoreOptions {
+  /**
+   * A `pg` Pool the application owns. The store uses it and never ends it.
+   * Give the pool an 'error' listener: `pg` reports a lost idle connection
+   * there, and crashes the process when nobody listens.
+   */
+  pool?: pg.Pool;
+  /**
+   * Where to connect when no pool is given; the store then owns its pool and
+   * ends it on close. A `schema` query parameter (`?schema=jobs`) names the
+   * schema, which is how the CLI reaches a schema other than the default.
+   */
+  connectionString?: string;
+  /** The schema that holds the store's tables. @defaultValue 'vouch' */
+  schema?: string;
+  /** Apply migrations before the first operation. @defaultValue true */
+  migrate?: boolean;
+  /** Connections in the pool the store creates. @defaultValue 10 */
+  poolSize?: number;
+  /** How long connecting may take before the operation fails, in milliseconds, for the pool the store creates. @defaultValue 10_000 */
+  connectTimeoutMs?: number;
+  /** Keep a connection that LISTENs for enqueues, so idle workers wake at once. @defaultValue true */
+  listen?: boolean;
+  /** Where the store logs connection trouble. @defaultValue pino JSON lines on stderr */
+  logger?: Logger;
+  /**
+   * For tests only: replaces the database clock in every statement, so a
+   * test can move time without sleeping. In production leave it unset: the
+   * point of the database clock is that no machine's clock decides a lease.
+   */
+  clock?: Clock;
+}
+
+/** What ctx.transaction callbacks receive on PostgreSQL: the client that holds the commit transaction. */
+export type PostgresTransaction = pg.PoolClient;
+
+/** What transactional enqueue accepts as `tx`: a `pg` client inside an open transaction, or a Kysely transaction. */
+export type PostgresEnqueueTransaction = pg.ClientBase | { readonly isTransaction: boolean; executeQuery(query: any): Promise<any> };
+
+/**
+ * The multi-machine store: any number of worker processes on any number of
+ * machines share one PostgreSQL database. Leases are taken with FOR UPDATE
+ * SKIP LOCKED, every lease decision uses the database clock, and idle
+ * workers are woken by LISTEN/NOTIFY with polling as the fallback.
+ */
+export class PostgresStore implements Store<PostgresTransaction> {
+  readonly pool: pg.Pool;
+  readonly schema: string;
+  private readonly ownsPool: boolean;
+  private readonly names: SchemaNames;
+  private readonly logger: Logger;
+  private readonly clock: Clock | undefined;
+  private readonly migrateOnStart: boolean;
+  private migrated: Promise<void> | undefined;
+  private readonly listeners = new Set<(queue: string | null) => void>();
+  private readonly notifier: Notifier | undefined;
+  private closed = false;
+
+  private readonly sql: {
+    enqueue: ReturnType<typeof enqueueStatements>;
+    lease: ReturnType<typeof leaseStatements>;
+    commit: ReturnType<typeof commitStatements>;
+    end: ReturnType<typeof attemptEndStatements>;
+    effects: ReturnType<typeof effectStatements>;
+    sweep: ReturnType<typeof sweepStatements>;
+    inspect: ReturnType<typeof inspectStatements>;
+    prune: ReturnType<typeof pruneStatement>;
+  };
+
+  constructor(options: PostgresStoreOptions) {
+    if (!options || (!options.pool && !options.connectionString)) {
+      throw new ConfigurationError(
+        'PostgresStore needs a pool or a connectionString, for example new PostgresStore({ connectionString: "postgres://user@host/db" }).',
+      );
+    }
+    if (options.pool && options.connectionString) {
+      throw new ConfigurationError('PostgresStore takes a pool or a connectionString, not both.');
+    }
+    const { connectionString, schemaFromUrl } = splitSchemaParameter(options.connectionString);
+    if (options.schema !== undefined && schemaFromUrl !== undefined && options.schema !== schemaFromUrl) {
+      throw new ConfigurationError(
+        `PostgresStore got schema ${JSON.stringify(options.schema)} in its options and ${JSON.stringify(schemaFromUrl)} in its connection string; give one.`,
+      );
+    }
+    const schema = options.schema ?? schemaFromUrl ?? 'vouch';
+    assertSchemaName(schema);
+    const poolSize = options.poolSize ?? 10;
+    if (!Number.isInteger(poolSize) || poolSize < 1) {
+      throw new ConfigurationError(`PostgresStore option poolSize must be a whole number of at least 1; got ${poolSize}.`);
+    }
+
+    this.schema = schema;
+    this.names = schemaNames(schema);
+    this.logger = (options.logger ?? createDefaultLogger()).child({ store: 'postgres', schema });
+    this.clock = options.clock;
+    this.migrateOnStart = options.migrate ?? true;
+
+    let listenConfig: pg.ClientConfig;
+    if (options.pool) {
+      this.pool = options.pool;
+      this.ownsPool = false;
+      listenConfig = { ...options.pool.options };
+    } else {
+      listenConfig = {
+        connectionString,
+        application_name: 'vouch',
+        connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+        keepAlive: true,
+      };
+      this.pool = new pg.Pool({ ...listenConfig, max: poolSize });
+      this.ownsPool = true;
+      // pg reports a connection lost while idle in the pool here; without a listener it would crash the process.
+      this.pool.on('error', (error) => this.logger.warn({ err: error }, 'an idle database connection was lost; the pool replaces it'));
+    }
+
+    this.sql = {
+      enqueue: enqueueStatements(this.names),
+      lease: leaseStatements(this.names),
+      commit: commitStatements(this.names),
+      end: attemptEndStatements(this.names),
+      effects: effectStatements(this.names),
+      sweep: sweepStatements(this.names),
+      inspect: inspectStatements(this.names),
+      prune: pruneStatement(this.names),
+    };
+    if (options.listen !== false) {
+      this.notifier = new Notifier(
+        { ...listenConfig, application_name: `${listenConfig.application_name ?? 'vouch'}:listen` },
+        this.names.channel,
+        (queue) => this.wake(queue),
+        this.logger,
+      );
+    }
+  }
+
+  /** Creates the schema or brings it to the newest version. Safe to call from several processes at once. */
+  async migrate(): Promise<void> {
+    this.assertOpen();
+    await migrate(this.pool, this.names);
+    this.migrated ??= Promise.resolve();
+  }
+
+  async enqueue(jobs: readonly NewJob[], options: EnqueueTransactionOptions<PostgresEnqueueTransaction> = {}): Promise<EnqueueOutcome[]> {
+    if (jobs.length === 0) return [];
+    if (options.tx !== undefined) {
+      // The application's transaction: its BEGIN and COMMIT decide, and its commit sends the notification.
+      const db = transactionQueryable(options.tx);
+      return this.run(() => insertJobs(db, this.sql.enqueue, this.names, this.now(), jobs));
+    }
+    const outcomes = await this.run(() => {
+      if (!needsKeyLocks(jobs)) return insertJobs(this.pool, this.sql.enqueue, this.names, this.now(), jobs);
+      return withClient(this.pool, async (client) => {
+        await client.query('BEGIN');
+        try {
+          const inserted = await insertJobs(client, this.sql.enqueue, this.names, this.now(), jobs);
+          await client.query('COMMIT');
+          return inserted;
+        } catch (error) {
+          await rollbackQuietly(client);
+          throw error;
+        }
+      });
+    });
+    const queues = new Set(outcomes.filter((outcome) => !outcome.duplicate).map((outcome) => outcome.job.queue));
+    for (const queue of queues) this.wake(queue);
+    return outcomes;
+  }
+
+  async lease(request: LeaseRequest): Promise<LeasedJob[]> {
+    return this.run(() => leaseJobs(this.pool, this.sql.lease, this.now(), request));
+  }
+
+  async heartbeat(leases: readonly Lease[]): Promise<Set<string>> {
+    const valid = leases.filter((lease) => parseJobId(lease.jobId) !== null);
+    return this.run(() => renewLeases(this.pool, this.sql.lease, this.now(), valid));
+  }
+
+  async recordEffectIntent(lease: Lease, effect: EffectIntent): Promise<EffectIntentOutcome> {
+    if (!parseJobId(lease.jobId)) return { status: 'lease_lost' };
+    return this.run(() => writeEffectIntent(this.pool, this.sql.effects, this.now(), lease, effect));
+  }
+
+  async recordEffectDone(lease: Lease, effect: EffectDone): Promise<void> {
+    if (!parseJobId(lease.jobId)) return;
+    await this.run(() => writeEffectDone(this.pool, this.sql.effects, this.now(), lease, effect));
+  }
+
+  async commit(lease: Lease, completion: Completion<PostgresTransaction>): Promise<boolean> {
+    if (!parseJobId(lease.jobId)) return false;
+    return this.run(() => commitAttempt(this.pool, this.sql.commit, this.now(), lease, completion, this.logger));
+  }
+
+  async fail(lease: Lease, failure: Failure): Promise<boolean> {
+    if (!parseJobId(lease.jobId)) return false;
+    return this.run(() => failAttempt(this.pool, this.sql.end, this.now(), lease, failure));
+  }
+
+  async release(lease: Lease, reason: string): Promise<boolean> {
+    if (!parseJobId(lease.jobId)) return false;
+    return this.run(() => releaseAttempt(this.pool, this.sql.end, this.names, this.now(), lease, reason));
+  }
+
+  async abandonLease(lease: Lease, reason: string): Promise<void> {
+    if (!parseJobId(lease.jobId)) return;
+    await this.run(() => abandonAttempt(this.pool, this.sql.end, this.names, this.now(), lease, reason));
+  }
+
+  async sweep(): Promise<RecoveredJob[]> {
+    return this.run(() => sweepExpired(this.pool, this.sql.sweep, this.names, this.now()));
+  }
+
+  async cancel(jobId: string): Promise<boolean> {
+    const id = parseJobId(jobId);
+    if (!id) return false;
+    const { rowCount } = await this.run(() => this.sql.inspect.cancel.run(this.pool, [this.now(), id]));
+    return (rowCount ?? 0) > 0;
+  }
+
+  async getJob(jobId: string): Promise<JobRecord | null> {
+    const id = parseJobId(jobId);
+    if (!id) return null;
+    const { rows } = await this.run(() => this.sql.inspect.job.run(this.pool, [id]));
+    return rows[0] ? toJobRecord(rows[0]) : null;
+  }
+
+  async listAttempts(jobId: string): Promise<AttemptRecord[]> {
+    const id = parseJobId(jobId);
+    if (!id) return [];
+    const { rows } = await this.run(() => this.sql.inspect.attempts.run(this.pool, [id]));
+    return rows.map(toAttemptRecord);
+  }
+
+  async listEffects(jobId: string): Promise<EffectRecord[]> {
+    const id = parseJobId(jobId);
+    if (!id) return [];
+    const { rows } = await this.run(() => this.sql.inspect.effects.run(this.pool, [id]));
+    return rows.map(toEffectRecord);
+  }
+
+  async countByState(): Promise<Record<JobState, number>> {
+    const counts: Record<JobState, number> = {
+      scheduled: 0,
+      available: 0,
+      running: 0,
+      retryable: 0,
+      completed: 0,
+      failed: 0,
+      cancelled: 0,
+    };
+    const { rows } = await this.run(() => this.sql.inspect.countByState.run(this.pool, []));
+    for (const row of rows) counts[row.state] = row.count;
+    return counts;
+  }
+
+  async audit(query: AuditQuery): Promise<AuditFindings> {
+    return this.run(() => auditFindings(this.pool, this.sql.inspect, this.now(), query));
+  }
+
+  /**
+   * Retention: deletes jobs that finished more than `olderThanMs` ago (by
+   * default only completed ones), with their attempts and effect ledger
+   * rows, `batchSize` jobs per statement. A completed job whose dedup window
+   * is still open is kept. Returns the number of jobs deleted.
+   */
+  async prune(options: PruneOptions): Promise<number> {
+    return this.run(() => pruneJobs(this.pool, this.sql.prune, this.now(), options));
+  }
+
+  onWake(listener: (queue: string | null) => void): () => void {
+    this.listeners.add(listener);
+    if (!this.closed) this.notifier?.start();
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0) void this.notifier?.stop();
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    await this.notifier?.stop();
+    // Waits for an in-flight migration, so the pool is not ended under it.
+    await this.migrated?.catch(() => {});
+    if (this.ownsPool) await this.pool.end();
+  }
+
+  private wake(queue: string | null): void {
+    for (const listener of this.listeners) listener(queue);
+  }
+
+  private now(): number | null {
+    return this.clock ? this.clock() : null;
+  }
+
+  /**
+   * Runs one operation once the schema is ready, and explains a missing
+   * schema. Connection errors pass through unchanged, so callers see them
+   * thrown, with the driver's code.
+   */
+  private async run<T>(operation: () => Promise<T>): Promise<T> {
+    this.assertOpen();
+    if (this.migrateOnStart) await this.ready();
+    try {
+      return await operation();
+    } catch (error) {
+      throw explainMissingSchema(error, this.schema);
+    }
+  }
+
+  /** Migrates once, before the first operation; a failed try (the database was down) is tried again by the next operation. */
+  private ready(): Promise<void> {
+    this.migrated ??= migrate(this.pool, this.names).catch((error: unknown) => {
+      this.migrated = undefined;
+      throw error;
+    });
+    return this.migrated;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new VouchError(`the PostgreSQL store of schema ${JSON.stringify(this.schema)} is closed.`);
+  }
+}
+
+/** Takes a `schema` query parameter off a connection string; `pg` would not know what to do with it. */
+function splitSchemaParameter(connectionString: string | undefined): {
+  connectionString: string | undefined;
+  schemaFromUrl: string | undefined;
+} {
+  if (!connectionString || !connectionString.includes('schema=')) return { connectionString, schemaFromUrl: undefined };
+  let url: URL;
+  try {
+    url = new URL(connectionString);
+  } catch {
+    return { connectionString, schemaFromUrl: undefined };
+  }
+  const schema = url.searchParams.get('schema');
+  if (schema === null) return { connectionString, schemaFromUrl: undefined };
+  url.searchParams.delete('schema');
+  return { connectionString: url.toString(), schemaFromUrl: schema };
+}

@@ -161,3 +161,11 @@ export function postgresHarness(options: PostgresHarnessOptions = {}): StoreHarn
     },
   };
 }
+
+/**
+ * Whether tests that need the PostgreSQL server can run. Throws, like
+ * postgresHarness(), when VOUCH_REQUIRE_POSTGRES=1 and the server is not usable.
+ */
+export function postgresAvailable(): boolean {
+  return postgresHarness().available;
+}

@@ -1,0 +1,225 @@
+import { expect, it } from 'vitest';
+import { describeEachStore } from '../support/contract.js';
+import { COMPLETION, enqueueOne, forged, leaseOne } from '../support/jobs.js';
+
+const LEASE_MS = 10_000;
+
+describeEachStore('leasing and fencing', (env) => {
+  it('leases a due job with a token, starts attempt 1 and gives it to no one else', async () => {
+    const jobId = await enqueueOne(env.store, { leaseMs: LEASE_MS });
+    const leased = await leaseOne(env.store, { workerId: 'worker-a' });
+
+    expect(leased.lease).toMatchObject({ jobId, attempt: 1 });
+    expect(leased.lease.token).toMatch(/\S{8,}/);
+    expect(leased.previousAttempt).toBeNull();
+    expect(leased.effects).toEqual([]);
+    expect(leased.job).toMatchObject({ id: jobId, state: 'running', attempt: 1, workerId: 'worker-a', leaseToken: leased.lease.token });
+    expect(leased.job.leaseExpiresAt).toBe(env.clock.now() + LEASE_MS);
+    expect(await env.store.lease({ queue: 'default', limit: 10, workerId: 'worker-b' })).toEqual([]);
+
+    const attempts = await env.store.listAttempts(jobId);
+    expect(attempts).toEqual([
+      expect.objectContaining({ attempt: 1, workerId: 'worker-a', leaseToken: leased.lease.token, outcome: null, endedAt: null }),
+    ]);
+  });
+
+  it('leases at most `limit` jobs in one call', async () => {
+    for (let index = 0; index < 5; index += 1) await enqueueOne(env.store);
+    expect(await env.store.lease({ queue: 'default', limit: 3, workerId: 'w' })).toHaveLength(3);
+    expect(await env.store.lease({ queue: 'default', limit: 3, workerId: 'w' })).toHaveLength(2);
+  });
+
+  it('never hands one job to two connections leasing at the same time', async () => {
+    const other = await env.openShared();
+    const total = 30;
+    for (let index = 0; index < total; index += 1) await enqueueOne(env.store);
+
+    const seen: string[] = [];
+    const drain = async (store: typeof env.store, workerId: string) => {
+      for (;;) {
+        const leased = await store.lease({ queue: 'default', limit: 4, workerId });
+        if (leased.length === 0) return;
+        seen.push(...leased.map((entry) => entry.job.id));
+      }
+    };
+    await Promise.all([drain(env.store, 'a'), drain(other, 'b'), drain(env.store, 'c'), drain(other, 'd')]);
+    expect(seen).toHaveLength(total);
+    expect(new Set(seen).size).toBe(total);
+  });
+
+  it('refuses a commit with a forged token and writes nothing', async () => {
+    const jobId = await enqueueOne(env.store);
+    const leased = await leaseOne(env.store);
+
+    expect(await env.store.commit(forged(leased.lease), COMPLETION)).toBe(false);
+    expect(await env.store.fail(forged(leased.lease), { error: 'x', retryAt: null })).toBe(false);
+    expect(await env.store.release(forged(leased.lease), 'x')).toBe(false);
+    expect(await env.store.heartbeat([forged(leased.lease)])).toEqual(new Set());
+    expect(await env.store.recordEffectIntent(forged(leased.lease), { name: 'send', idempotencyKey: 'k' })).toEqual({
+      status: 'lease_lost',
+    });
+
+    expect(await env.store.getJob(jobId)).toMatchObject({
+      state: 'running',
+      result: null,
+      lastError: null,
+      leaseToken: leased.lease.token,
+    });
+    expect(await env.store.listEffects(jobId)).toEqual([]);
+    expect((await env.store.listAttempts(jobId))[0]).toMatchObject({ outcome: null, endedAt: null });
+    // The real token still works.
+    expect(await env.store.commit(leased.lease, COMPLETION)).toBe(true);
+  });
+
+  it('refuses every write from a stale lease once another attempt owns the job', async () => {
+    const jobId = await enqueueOne(env.store, { leaseMs: LEASE_MS });
+    const first = await leaseOne(env.store, { workerId: 'slow' });
+    env.clock.advance(LEASE_MS + 1);
+    await env.store.sweep();
+    const second = await leaseOne(env.store, { workerId: 'fast' });
+    expect(second.lease.attempt).toBe(2);
+
+    expect(await env.store.commit(first.lease, COMPLETION)).toBe(false);
+    expect(await env.store.fail(first.lease, { error: 'late failure', retryAt: null })).toBe(false);
+    expect(await env.store.release(first.lease, 'late release')).toBe(false);
+    expect(await env.store.heartbeat([first.lease])).toEqual(new Set());
+    expect(await env.store.recordEffectIntent(first.lease, { name: 'send', idempotencyKey: 'k' })).toEqual({ status: 'lease_lost' });
+    await env.store.abandonLease(first.lease, 'late abandon');
+    const job = await env.store.getJob(jobId);
+    expect(job).toMatchObject({ state: 'running', attempt: 2, leaseToken: second.lease.token });
+    expect(job?.lastError ?? '').not.toMatch(/late/);
+
+    expect(await env.store.commit(second.lease, COMPLETION)).toBe(true);
+    expect(await env.store.getJob(jobId)).toMatchObject({ state: 'completed', attempt: 2, result: { ok: true } });
+  });
+
+  it('refuses commit, fail, heartbeat and effect intent once the lease expired, even before a sweep', async () => {
+    const jobId = await enqueueOne(env.store, { leaseMs: LEASE_MS });
+    const leased = await leaseOne(env.store);
+
+    env.clock.advance(LEASE_MS - 1);
+    expect(await env.store.heartbeat([leased.lease])).toEqual(new Set([jobId]));
+    env.clock.advance(LEASE_MS + 1);
+
+    expect(await env.store.commit(leased.lease, COMPLETION)).toBe(false);
+    expect(await env.store.fail(leased.lease, { error: 'late', retryAt: env.clock.now() + 1000 })).toBe(false);
+    expect(await env.store.heartbeat([leased.lease])).toEqual(new Set());
+    expect(await env.store.recordEffectIntent(leased.lease, { name: 'send', idempotencyKey: 'k' })).toEqual({ status: 'lease_lost' });
+
+    expect(await env.store.getJob(jobId)).toMatchObject({ state: 'running', result: null, lastError: null });
+    expect(await env.store.listEffects(jobId)).toEqual([]);
+  });
+
+  it('renews a held lease on heartbeat, so the attempt can commit after its first expiry time', async () => {
+    const jobId = await enqueueOne(env.store, { leaseMs: LEASE_MS });
+    const leased = await leaseOne(env.store);
+
+    env.clock.advance(LEASE_MS * 0.6);
+    expect(await env.store.heartbeat([leased.lease, forged({ ...leased.lease, jobId: '999999' })])).toEqual(new Set([jobId]));
+    expect((await env.store.getJob(jobId))?.leaseExpiresAt).toBe(env.clock.now() + LEASE_MS);
+    env.clock.advance(LEASE_MS * 0.6);
+
+    expect(await env.store.sweep()).toEqual([]);
+    expect(await env.store.commit(leased.lease, COMPLETION)).toBe(true);
+    expect((await env.store.listAttempts(jobId))[0]).toMatchObject({ outcome: 'succeeded' });
+  });
+
+  it('sweeps an expired lease: the attempt becomes abandoned and the job available to the next attempt', async () => {
+    const jobId = await enqueueOne(env.store, { leaseMs: LEASE_MS });
+    const dead = await leaseOne(env.store, { workerId: 'dead-worker' });
+    const heldId = await enqueueOne(env.store, { leaseMs: LEASE_MS * 10 });
+    const other = await leaseOne(env.store, { workerId: 'live-worker' });
+    expect(other.job.id).toBe(heldId);
+
+    env.clock.advance(LEASE_MS - 1);
+    expect(await env.store.sweep()).toEqual([]);
+    env.clock.advance(1);
+    const recovered = await env.store.sweep();
+
+    expect(recovered).toEqual([
+      {
+        jobId,
+        name: 'contract-job',
+        queue: 'default',
+        attempt: 1,
+        leaseToken: dead.lease.token,
+        workerId: 'dead-worker',
+        state: 'available',
+      },
+    ]);
+    expect(await env.store.getJob(jobId)).toMatchObject({ state: 'available', leaseToken: null, attempt: 1 });
+    expect((await env.store.listAttempts(jobId))[0]).toMatchObject({ outcome: 'abandoned', endedAt: env.clock.now() });
+    expect((await env.store.getJob(other.job.id))?.state).toBe('running');
+    expect(await env.store.sweep()).toEqual([]);
+
+    const next = await leaseOne(env.store, { workerId: 'live-worker' });
+    expect(next.lease.attempt).toBe(2);
+    expect(next.previousAttempt).toMatchObject({ attempt: 1, outcome: 'abandoned', workerId: 'dead-worker' });
+  });
+
+  it('sweeps an expired lease on the last attempt to failed, with a reason', async () => {
+    const jobId = await enqueueOne(env.store, { leaseMs: LEASE_MS, maxAttempts: 1 });
+    await leaseOne(env.store, { workerId: 'dead-worker' });
+    env.clock.advance(LEASE_MS);
+
+    const [recovered] = await env.store.sweep();
+    expect(recovered).toMatchObject({ jobId, state: 'failed' });
+    const job = await env.store.getJob(jobId);
+    expect(job).toMatchObject({ state: 'failed', finishedAt: env.clock.now(), leaseToken: null });
+    expect(job?.lastError).toMatch(/abandoned/);
+    expect(job?.lastError).toMatch(/no attempts left/);
+    expect((await env.store.listAttempts(jobId))[0]).toMatchObject({ outcome: 'abandoned' });
+  });
+
+  it('fails an attempt into retryable at retryAt, or into failed without one', async () => {
+    const retried = await enqueueOne(env.store);
+    const first = await leaseOne(env.store);
+    expect(await env.store.fail(first.lease, { error: 'Error: smtp down', retryAt: env.clock.now() + 4000 })).toBe(true);
+    expect(await env.store.getJob(retried)).toMatchObject({
+      state: 'retryable',
+      runAt: env.clock.now() + 4000,
+      lastError: 'Error: smtp down',
+      leaseToken: null,
+      finishedAt: null,
+    });
+    expect((await env.store.listAttempts(retried))[0]).toMatchObject({ outcome: 'errored', error: 'Error: smtp down' });
+    expect(await env.store.lease({ queue: 'default', limit: 1, workerId: 'w' })).toEqual([]);
+    env.clock.advance(4000);
+    const second = await leaseOne(env.store);
+    expect(second.lease.attempt).toBe(2);
+
+    expect(await env.store.fail(second.lease, { error: 'PermanentError: gone', retryAt: null })).toBe(true);
+    expect(await env.store.getJob(retried)).toMatchObject({
+      state: 'failed',
+      finishedAt: env.clock.now(),
+      lastError: 'PermanentError: gone',
+    });
+  });
+
+  it('releases a lease at once without using up an attempt', async () => {
+    const jobId = await enqueueOne(env.store, { maxAttempts: 1 });
+    const leased = await leaseOne(env.store);
+    expect(await env.store.release(leased.lease, 'shutting down')).toBe(true);
+
+    const job = await env.store.getJob(jobId);
+    expect(job).toMatchObject({ state: 'available', leaseToken: null });
+    expect(job!.maxAttempts - job!.attempt).toBe(1);
+    expect((await env.store.listAttempts(jobId))[0]).toMatchObject({ outcome: 'released' });
+    const again = await leaseOne(env.store);
+    expect(await env.store.commit(again.lease, COMPLETION)).toBe(true);
+  });
+
+  it('cancels a waiting job but not a running or finished one', async () => {
+    const waiting = await enqueueOne(env.store, { runAt: env.clock.now() + 1000 });
+    const running = await enqueueOne(env.store);
+    const leased = await leaseOne(env.store);
+    expect(leased.job.id).toBe(running);
+
+    expect(await env.store.cancel(waiting)).toBe(true);
+    expect(await env.store.cancel(running)).toBe(false);
+    expect(await env.store.commit(leased.lease, COMPLETION)).toBe(true);
+    expect(await env.store.cancel(running)).toBe(false);
+    expect((await env.store.getJob(waiting))?.state).toBe('cancelled');
+    expect(await env.store.cancel('123456789')).toBe(false);
+  });
+});

@@ -1,5 +1,5 @@
 import type { Failure, Lease } from '../../core/store.js';
-import { fromMs, NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
+import { delayUntil, interval, NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
 
 /**
  * The other ways an attempt ends: it errored (fail), it was given back on
@@ -25,14 +25,14 @@ export function recoverySet(reason: string): string {
 }
 
 export function attemptEndStatements(n: SchemaNames): AttemptEndStatements {
-  // Fenced like the commit. $5 is the retry time: null fails the job for good.
+  // Fenced like the commit. $5 is the delay until the retry: null fails the job for good.
   const fail = new Statement<{ changed: number }>(`
     WITH failed AS (
       UPDATE ${n.jobs}
          SET state = CASE WHEN $5::float8 IS NULL THEN 'failed'
-                          WHEN ${fromMs('$5')} > ${NOW} THEN 'retryable'
+                          WHEN $5::float8 > 0 THEN 'retryable'
                           ELSE 'available' END,
-             run_at = coalesce(${fromMs('$5')}, ${NOW}),
+             run_at = ${NOW} + ${interval('coalesce($5::float8, 0)')},
              last_error = $6,
              finished_at = CASE WHEN $5::float8 IS NULL THEN ${NOW} END,
              lease_token = NULL, lease_expires_at = NULL
@@ -90,7 +90,7 @@ export async function failAttempt(
   lease: Lease,
   failure: Failure,
 ): Promise<boolean> {
-  const { rows } = await s.fail.run(db, [now, lease.jobId, lease.token, lease.attempt, failure.retryAt, failure.error]);
+  const { rows } = await s.fail.run(db, [now, lease.jobId, lease.token, lease.attempt, delayUntil(failure.retryAt, now), failure.error]);
   return rows[0]?.changed === 1;
 }
 

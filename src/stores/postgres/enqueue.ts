@@ -1,6 +1,6 @@
 import type { EnqueueOutcome, NewJob } from '../../core/store.js';
 import { type JobRow, jobColumns, toJobRecord } from './rows.js';
-import { fromMs, interval, NOW, PENDING_SQL, type Queryable, type SchemaNames, Statement } from './sql.js';
+import { delayUntil, interval, NOW, PENDING_SQL, type Queryable, type SchemaNames, Statement } from './sql.js';
 
 /**
  * Enqueue: a whole batch in one INSERT, with deduplication by job key and
@@ -30,7 +30,7 @@ export function enqueueStatements(n: SchemaNames): EnqueueStatements {
     WITH input AS (
       SELECT i.*, ${NOW} AS now, row_number() OVER (PARTITION BY i.key ORDER BY i.ord) AS nth_of_key
         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::int[], $9::float8[], $10::bigint[])
-             WITH ORDINALITY AS i(name, queue, key, payload, priority, max_attempts, lease_ms, run_at_ms, dedup_window_ms, ord)
+             WITH ORDINALITY AS i(name, queue, key, payload, priority, max_attempts, lease_ms, run_in_ms, dedup_window_ms, ord)
     ),
     -- The newest job already holding each key: pending, or completed within its dedup window.
     holder AS (
@@ -44,7 +44,7 @@ export function enqueueStatements(n: SchemaNames): EnqueueStatements {
     -- What is inserted: every job without a key, and the first job of each key nobody holds.
     -- Ids are drawn here, in batch order, so every input row can be matched to its job below.
     fresh AS (
-      SELECT nextval($11::regclass) AS id, i.*, coalesce(${fromMs('i.run_at_ms')}, i.now) AS run_at
+      SELECT nextval($11::regclass) AS id, i.*, i.now + ${interval('coalesce(i.run_in_ms, 0)')} AS run_at
         FROM input i
        WHERE i.key IS NULL
           OR (i.nth_of_key = 1 AND NOT EXISTS (SELECT 1 FROM holder h WHERE h.key = i.key))
@@ -53,7 +53,7 @@ export function enqueueStatements(n: SchemaNames): EnqueueStatements {
     inserted AS (
       INSERT INTO ${n.jobs} (id, name, queue, key, payload, state, priority, max_attempts, lease_ms, run_at, created_at, dedup_window_ms)
       SELECT f.id, f.name, f.queue, f.key, f.payload::json,
-             CASE WHEN f.run_at > f.now THEN 'scheduled' ELSE 'available' END,
+             CASE WHEN f.run_in_ms > 0 THEN 'scheduled' ELSE 'available' END,
              f.priority, f.max_attempts, f.lease_ms, f.run_at, f.now, f.dedup_window_ms
         FROM fresh f
       RETURNING *
@@ -108,7 +108,7 @@ export async function insertJobs(
     jobs.map((job) => job.priority),
     jobs.map((job) => job.maxAttempts),
     jobs.map((job) => job.leaseMs),
-    jobs.map((job) => job.runAt),
+    jobs.map((job) => delayUntil(job.runAt, now)),
     jobs.map((job) => job.dedupWindowMs),
     n.jobIdSequence,
     n.channel,

@@ -93,9 +93,14 @@ export function ms(column: string): string {
   return `floor(extract(epoch FROM ${column}) * 1000)::float8`;
 }
 
-/** A parameter of milliseconds since the epoch as a timestamptz; null stays null. */
-export function fromMs(parameter: string): string {
-  return `to_timestamp(${parameter}::float8 / 1000)`;
+/**
+ * A time the application computed with its own clock (a runAt, a retry
+ * time), turned into a delay from now by that same clock. Statements add the
+ * delay to the database clock, so a machine whose clock is minutes off still
+ * schedules "in 30 seconds" 30 seconds from now. Null stays null.
+ */
+export function delayUntil(time: number | null, now: number | null): number | null {
+  return time === null ? null : time - (now ?? Date.now());
 }
 
 /** A number of milliseconds, from an integer column or parameter, as an interval. */

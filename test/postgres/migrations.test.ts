@@ -1,0 +1,115 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { VouchError } from '../../src/core/errors.js';
+import { LATEST_VERSION, MIGRATIONS } from '../../src/stores/postgres/migrations.js';
+import { PostgresStore } from '../../src/stores/postgres/postgres-store.js';
+import { quoteIdent } from '../../src/stores/postgres/sql.js';
+import { COMPLETION, newJob } from '../support/jobs.js';
+import { silentLogger } from '../support/logs.js';
+import { POSTGRES_TEST_URL, postgresAvailable } from '../support/postgres-harness.js';
+import { sideQuery } from './pg-bed.js';
+
+const run = promisify(execFile);
+
+/**
+ * Versioned migrations: applied once however many processes start together,
+ * never destructive to stored jobs, refused when the schema is newer than
+ * this vouch, and reachable from the CLI for any schema name.
+ */
+describe.skipIf(!postgresAvailable())('postgres: migrations', () => {
+  const schemas: string[] = [];
+  const stores: PostgresStore[] = [];
+  function freshSchema(name = `vouch_migrate_${randomBytes(4).toString('hex')}`): string {
+    schemas.push(name);
+    return name;
+  }
+  function open(schema: string, options: { migrate?: boolean } = {}): PostgresStore {
+    const store = new PostgresStore({ connectionString: POSTGRES_TEST_URL, schema, listen: false, logger: silentLogger(), ...options });
+    stores.push(store);
+    return store;
+  }
+  afterEach(async () => {
+    await Promise.all(stores.splice(0).map((store) => store.close()));
+    for (const schema of schemas.splice(0)) await sideQuery(POSTGRES_TEST_URL, `DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
+  });
+
+  async function appliedVersions(schema: string): Promise<number[]> {
+    const rows = await sideQuery<{ version: number }>(
+      POSTGRES_TEST_URL,
+      `SELECT version FROM ${quoteIdent(schema)}.migrations ORDER BY version`,
+    );
+    return rows.map((row) => row.version);
+  }
+
+  it('applies each migration once when several processes migrate at the same moment', async () => {
+    const schema = freshSchema();
+    const racers = Array.from({ length: 6 }, () => open(schema, { migrate: false }));
+    await Promise.all(racers.map((store) => store.migrate()));
+    expect(await appliedVersions(schema)).toEqual(MIGRATIONS.map((migration) => migration.version));
+  });
+
+  it('migrates once, on the first operations, when several start at once with migrate: true', async () => {
+    const schema = freshSchema();
+    const racers = Array.from({ length: 4 }, () => open(schema));
+    const outcomes = await Promise.all(racers.map((store) => store.enqueue([newJob()])));
+    expect(outcomes.flat()).toHaveLength(4);
+    expect(await appliedVersions(schema)).toEqual([LATEST_VERSION]);
+  });
+
+  it('keeps the jobs already stored when it migrates again', async () => {
+    const schema = freshSchema();
+    const store = open(schema);
+    const [outcome] = await store.enqueue([newJob({ payloadJson: '{"keep":true}' })]);
+    const [leased] = await store.lease({ queue: 'default', limit: 1, workerId: 'w' });
+    await store.migrate();
+    await open(schema, { migrate: false }).migrate();
+    expect(await store.getJob(outcome!.job.id)).toMatchObject({ state: 'running', payload: { keep: true } });
+    expect(await store.commit(leased!.lease, COMPLETION)).toBe(true);
+  });
+
+  it('refuses a schema newer than this vouch knows', async () => {
+    const schema = freshSchema();
+    await open(schema, { migrate: false }).migrate();
+    await sideQuery(
+      POSTGRES_TEST_URL,
+      `INSERT INTO ${quoteIdent(schema)}.migrations (version, description) VALUES ($1, 'from the future')`,
+      [LATEST_VERSION + 1],
+    );
+    await expect(open(schema, { migrate: false }).migrate()).rejects.toThrow(/newer than this vouch knows/);
+  });
+
+  it('says how to create the schema when it is missing and migrate is off', async () => {
+    const store = open(freshSchema(), { migrate: false });
+    const attempt = store.enqueue([newJob()]);
+    await expect(attempt).rejects.toThrow(VouchError);
+    await expect(attempt).rejects.toThrow(/is missing or not migrated.*vouch migrate/);
+  });
+
+  it('works in a schema whose name needs quoting, named in the options or in the connection string', async () => {
+    const schema = freshSchema(`Vouch "Jobs" ${randomBytes(2).toString('hex')}`);
+    const byOption = open(schema);
+    const [outcome] = await byOption.enqueue([newJob({ key: 'odd' })]);
+    const url = new URL(POSTGRES_TEST_URL);
+    url.searchParams.set('schema', schema);
+    const byUrl = new PostgresStore({ connectionString: url.toString(), listen: false, logger: silentLogger() });
+    stores.push(byUrl);
+    expect(byUrl.schema).toBe(schema);
+    const [leased] = await byUrl.lease({ queue: 'default', limit: 1, workerId: 'w' });
+    expect(leased?.job.id).toBe(outcome?.job.id);
+    expect(await byUrl.commit(leased!.lease, COMPLETION)).toBe(true);
+    expect((await byOption.enqueue([newJob({ key: 'odd' })]))[0]?.duplicate).toBe(true);
+  });
+
+  it('is what `vouch migrate --store postgres://...?schema=` runs', async () => {
+    const schema = freshSchema();
+    const url = new URL(POSTGRES_TEST_URL);
+    url.searchParams.set('schema', schema);
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'migrate', '--store', url.toString()], {
+      timeout: 30_000,
+    });
+    expect(stdout).toMatch(/schema is up to date/);
+    expect(await appliedVersions(schema)).toEqual([LATEST_VERSION]);
+  });
+});

@@ -2,8 +2,9 @@ import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { VouchError } from '../../src/core/errors.js';
 import type { Lease } from '../../src/core/store.js';
+import { commitStatements } from '../../src/stores/postgres/commit.js';
 import { PostgresStore } from '../../src/stores/postgres/postgres-store.js';
-import { quoteIdent } from '../../src/stores/postgres/sql.js';
+import { quoteIdent, schemaNames } from '../../src/stores/postgres/sql.js';
 import { newJob } from '../support/jobs.js';
 import { capturingLogger, type LogLine } from '../support/logs.js';
 import { POSTGRES_TEST_URL, postgresAvailable, postgresHarness } from '../support/postgres-harness.js';
@@ -125,6 +126,20 @@ describe.skipIf(!postgresAvailable())('postgres: a connection dropped during com
       expect(await store.getJob(lease.jobId)).toMatchObject({ state: 'running', leaseToken: lease.token });
       expect(await notes()).toEqual([]);
       expect(lines.find((line) => line.msg.includes('dropped during commit'))).toMatchObject({ committed: false });
+    });
+
+    it('finds out the outcome of a commit without writes, which is a single statement', async () => {
+      const complete = commitStatements(schemaNames(schema)).complete.name;
+      const landed = await leaseOne();
+      cutter.arm('deliver-then-cut', complete);
+      expect(await store.commit(landed, { resultJson: '1', outcome: 'succeeded', writes: [] })).toBe(true);
+      expect(await store.getJob(landed.jobId)).toMatchObject({ state: 'completed', result: 1 });
+
+      const lost = await leaseOne();
+      cutter.arm('cut-before', complete);
+      expect(await store.commit(lost, { resultJson: '2', outcome: 'succeeded', writes: [] })).toBe(false);
+      expect(await store.getJob(lost.jobId)).toMatchObject({ state: 'running', leaseToken: lost.token });
+      expect(cutter.cuts).toBe(2);
     });
 
     it('throws when the outcome cannot be read back either', async () => {

@@ -10,7 +10,9 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
  * - `cut-before`: the COMMIT never reaches the server, which rolls back when
  *   it sees the connection close.
  *
- * It recognises the COMMIT as the simple-query message the store sends for it.
+ * It recognises the COMMIT as the simple-query message the store sends for it;
+ * another marker (such as a prepared statement's name, which every execution
+ * of it carries) cuts at that statement instead.
  */
 export type CutMode = 'deliver-then-cut' | 'cut-before';
 
@@ -18,6 +20,7 @@ const COMMIT_MESSAGE = Buffer.from('COMMIT\0');
 
 export class CommitCutter {
   private mode: CutMode | null = null;
+  private marker = COMMIT_MESSAGE;
   private readonly sockets = new Set<Socket>();
   /** How many connections were cut so far. */
   cuts = 0;
@@ -37,9 +40,10 @@ export class CommitCutter {
     return cutter;
   }
 
-  /** Cuts the next connection that sends a COMMIT, once. */
-  arm(mode: CutMode): void {
+  /** Cuts the next connection that sends a COMMIT (or `marker`), once. */
+  arm(mode: CutMode, marker?: string): void {
     this.mode = mode;
+    this.marker = marker === undefined ? COMMIT_MESSAGE : Buffer.from(marker);
   }
 
   /** Stops accepting connections, as a database that went away would; open ones stay. */
@@ -65,7 +69,7 @@ export class CommitCutter {
     client.on('close', () => upstream.end());
     client.on('data', (chunk: Buffer) => {
       const mode = this.mode;
-      if (mode && chunk.includes(COMMIT_MESSAGE)) {
+      if (mode && chunk.includes(this.marker)) {
         this.mode = null;
         this.cuts += 1;
         upstream.removeAllListeners('data');

@@ -14,7 +14,8 @@ import { CLOCK_NOW, type SchemaNames, Statement } from './sql.js';
  * open, the sweep (which skips locked rows) cannot recover the job and no
  * other attempt can lease it. The final update checks the fence again by the
  * database's wall clock, so a lease that expired while the writes ran is
- * refused and everything rolls back.
+ * refused and everything rolls back. A commit without writes is that final
+ * update alone: one statement, one round trip.
  *
  * If the connection drops, the outcome is found out, never guessed: a fresh
  * connection reads this attempt's row with FOR SHARE, which waits for the
@@ -76,7 +77,14 @@ export async function commitAttempt(
     broken = error;
   };
   client.on('error', onError);
+  const complete = [now, lease.jobId, lease.token, lease.attempt, completion.resultJson, completion.outcome];
   try {
+    if (completion.writes.length === 0) {
+      // Nothing of the application's to run: the fenced update alone is the commit, one atomic statement.
+      await failpoint('inside-commit');
+      const { rows } = await statements.complete.run(client, complete);
+      return rows[0]?.completed === 1;
+    }
     await client.query('BEGIN');
     const held = await statements.fence.run(client, [now, lease.jobId, lease.token]);
     if (held.rows.length === 0) {
@@ -86,14 +94,7 @@ export async function commitAttempt(
     for (const apply of completion.writes) await apply(client);
     // Failpoint: inside the open commit transaction; a kill or a dropped connection here must roll back the writes above.
     await failpoint('inside-commit');
-    const { rows } = await statements.complete.run(client, [
-      now,
-      lease.jobId,
-      lease.token,
-      lease.attempt,
-      completion.resultJson,
-      completion.outcome,
-    ]);
+    const { rows } = await statements.complete.run(client, complete);
     if (rows[0]?.completed !== 1) {
       await client.query('ROLLBACK');
       return false;

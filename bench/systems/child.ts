@@ -110,6 +110,10 @@ async function work(adapter: Adapter, workTask: WorkTask): Promise<Record<string
   });
   const target = 'count' in workTask.until ? workTask.until.count : Number.POSITIVE_INFINITY;
   let targetAt: number | undefined;
+  let readyAt = Number.POSITIVE_INFINITY;
+  const capMs = 'capMs' in workTask.until ? workTask.until.capMs : Number.POSITIVE_INFINITY;
+  // The cap runs from the first job's start; a system that starts nothing within a minute has failed.
+  const deadline = () => (firstAt === undefined ? readyAt + capMs + 60_000 : firstAt + capMs);
 
   const body = async (id: string, payload: BenchPayload): Promise<void> => {
     const at = now();
@@ -122,6 +126,10 @@ async function work(adapter: Adapter, workTask: WorkTask): Promise<Record<string
       targetAt = at;
       countReached?.();
     }
+    // A worker whose store calls are synchronous (better-sqlite3) can run job after job in microtasks
+    // without ever returning to the event loop, which would hold back the timer that ends the measurement
+    // and the IPC message that reports it. Once the measurement is over, every job yields once.
+    if (targetAt !== undefined || at >= deadline()) await new Promise((resolve) => setImmediate(resolve));
     if (workTask.job === 'hang') {
       send({ type: 'job-start', at, id });
       if (workTask.hang) await new Promise(() => {});
@@ -136,7 +144,7 @@ async function work(adapter: Adapter, workTask: WorkTask): Promise<Record<string
     variant: workTask.variant,
     fastRecovery: workTask.fastRecovery,
   });
-  const readyAt = now();
+  readyAt = now();
   send({ type: 'ready', settings, version: process.version });
 
   if (workTask.until.kind === 'parent') {
@@ -144,7 +152,7 @@ async function work(adapter: Adapter, workTask: WorkTask): Promise<Record<string
     return { started, firstAt, latencies };
   }
   if (workTask.until.kind === 'empty') {
-    const stopAt = readyAt + workTask.until.capMs;
+    const stopAt = readyAt + capMs;
     let pending = await adapter.pendingCount();
     while (pending > 0 && now() < stopAt) {
       await sleep(100);
@@ -153,9 +161,7 @@ async function work(adapter: Adapter, workTask: WorkTask): Promise<Record<string
     return { started, firstAt, endAt: now(), completed: started, capped: pending > 0, pending };
   }
 
-  const { capMs, count } = workTask.until;
-  // The cap runs from the first job's start; a system that starts nothing within a minute has failed.
-  const deadline = () => (firstAt === undefined ? readyAt + capMs + 60_000 : firstAt + capMs);
+  const { count } = workTask.until;
   const finished = new Promise<void>((resolve) => {
     const check = setInterval(() => {
       if (now() >= deadline()) {

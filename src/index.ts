@@ -1,5 +1,4 @@
 export { type AuditReport, type AuditThresholds, runAudit } from './audit/audit.js';
-export { registerMetrics } from './audit/metrics.js';
 export { type BackoffOptions, backoffDelayMs, type RetryPolicy } from './core/backoff.js';
 export { Client, type ClientOptions, DEFAULT_DEDUP_WINDOW_MS, type EnqueuedJob, type EnqueueOptions } from './core/client.js';
 export { type Clock, systemClock } from './core/clock.js';

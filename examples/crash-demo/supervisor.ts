@@ -9,11 +9,11 @@
  * kills with one every killIntervalMs on average, each at a random worker.
  *
  * One worker is down at a time: a lifetime that runs out while another
- * worker is still starting ends when that worker reports ready. Starting a
- * worker through tsx costs about half a second of CPU. On a busy machine a
- * start takes longer than a worker's mean life. Without this rule most
- * workers would be starting at any moment, the restarts would use most of
- * the CPU, and the few live workers would be killed before finishing
+ * worker is still starting ends when that worker reports ready. Workers run
+ * as precompiled JavaScript (see compile-worker.ts), but on a busy machine a
+ * start can still take longer than a worker's mean life. Without this rule
+ * most workers would be starting at any moment, the restarts would use most
+ * of the CPU, and the few live workers would be killed before finishing
  * anything. With the rule, at least K - 1 workers run jobs at all times, and
  * the kill rate drops to what the machine can absorb. The demo prints the
  * rate it reached.
@@ -25,7 +25,7 @@ import type { ReadyMessage } from './worker-process.js';
 export interface SupervisorOptions {
   /** Label used in worker ids and messages, such as "vouch". */
   label: string;
-  /** The worker's TypeScript entry file, run with tsx. */
+  /** The worker's compiled JavaScript entry file, run with plain node. */
   workerFile: string;
   /** Arguments for a worker, given its id. */
   workerArgs: (workerId: string) => string[];
@@ -66,7 +66,6 @@ interface Tracked {
 }
 
 const STOP_TIMEOUT_MS = 10_000;
-const TSX_LOADER = import.meta.resolve('tsx');
 
 export async function superviseWorkers(options: SupervisorOptions): Promise<SupervisorReport> {
   const logFd = openSync(options.logFile, 'a');
@@ -83,7 +82,7 @@ export async function superviseWorkers(options: SupervisorOptions): Promise<Supe
     spawned += 1;
     const id = `${options.label}-${spawned}`;
     const spawnedAt = performance.now();
-    const child = spawn(process.execPath, ['--import', TSX_LOADER, options.workerFile, ...options.workerArgs(id)], {
+    const child = spawn(process.execPath, [options.workerFile, ...options.workerArgs(id)], {
       stdio: ['ignore', logFd, logFd, 'ipc'],
     });
     const tracked: Tracked = {

@@ -1,1 +1,7 @@
-export { PostgresStore, type PostgresStoreOptions } from './stores/postgres/postgres-store.js';
+export {
+  type PostgresEnqueueTransaction,
+  PostgresStore,
+  type PostgresStoreOptions,
+  type PostgresTransaction,
+  type PruneOptions,
+} from './stores/postgres/postgres-store.js';

@@ -152,12 +152,20 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Whether the binaries this helper needs are installed, for skipping the fault tests where they are not. */
+/**
+ * Why a throwaway cluster cannot be made here (no server binaries), or null
+ * when it can, for skipping the tests that need one. With
+ * VOUCH_REQUIRE_POSTGRES=1 a missing installation throws instead, so CI
+ * cannot pass by skipping them.
+ */
 export function pgClusterAvailable(): string | null {
   try {
     findBinDir();
     return null;
   } catch (error) {
+    if (process.env.VOUCH_REQUIRE_POSTGRES === '1') {
+      throw new Error(`VOUCH_REQUIRE_POSTGRES=1 but no throwaway PostgreSQL cluster can be made: ${(error as Error).message}`);
+    }
     return (error as Error).message;
   }
 }

@@ -77,6 +77,13 @@ export async function commitAttempt(
     broken = error;
   };
   client.on('error', onError);
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    client.removeListener('error', onError);
+    client.release(broken ?? false);
+  };
   const complete = [now, lease.jobId, lease.token, lease.attempt, completion.resultJson, completion.outcome];
   try {
     if (completion.writes.length === 0) {
@@ -107,6 +114,8 @@ export async function commitAttempt(
       throw error;
     }
     broken ??= error as Error;
+    // The broken client goes first, so a small pool has a connection free for the read-back.
+    release();
     const committed = await findOutCommit(pool, statements, lease, error as Error);
     logger.warn(
       { jobId: lease.jobId, attempt: lease.attempt, leaseToken: lease.token, committed, err: error },
@@ -116,8 +125,7 @@ export async function commitAttempt(
     );
     return committed;
   } finally {
-    client.removeListener('error', onError);
-    client.release(broken ?? false);
+    release();
   }
 }
 

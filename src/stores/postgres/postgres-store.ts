@@ -24,19 +24,19 @@ import type {
   RecoveredJob,
   Store,
 } from '../../core/store.js';
-import { abandonAttempt, attemptEndStatements, failAttempt, releaseAttempt } from './attempt-end.js';
-import { commitAttempt, commitStatements } from './commit.js';
+import { type AttemptEndStatements, abandonAttempt, attemptEndStatements, failAttempt, releaseAttempt } from './attempt-end.js';
+import { type CommitStatements, commitAttempt, commitStatements } from './commit.js';
 import { explainMissingSchema, rollbackQuietly, transactionQueryable, withClient } from './connection.js';
-import { effectStatements, writeEffectDone, writeEffectIntent } from './effects.js';
-import { enqueueStatements, insertJobs, needsKeyLocks } from './enqueue.js';
-import { auditFindings, inspectStatements } from './inspect.js';
-import { leaseJobs, leaseStatements, renewLeases } from './lease.js';
+import { type EffectStatements, effectStatements, writeEffectDone, writeEffectIntent } from './effects.js';
+import { type EnqueueStatements, enqueueStatements, insertJobs, needsKeyLocks } from './enqueue.js';
+import { auditFindings, type InspectStatements, inspectStatements } from './inspect.js';
+import { type LeaseStatements, leaseJobs, leaseStatements, renewLeases } from './lease.js';
 import { migrate } from './migrations.js';
 import { Notifier } from './notifier.js';
 import { type PruneOptions, pruneJobs, pruneStatement } from './prune.js';
 import { toAttemptRecord, toEffectRecord, toJobRecord } from './rows.js';
-import { assertSchemaName, parseJobId, type SchemaNames, schemaNames } from './sql.js';
-import { sweepExpired, sweepStatements } from './sweep.js';
+import { assertSchemaName, parseJobId, type SchemaNames, type Statement, schemaNames } from './sql.js';
+import { type SweepStatements, sweepExpired, sweepStatements } from './sweep.js';
 
 export type { PruneOptions } from './prune.js';
 
@@ -98,15 +98,16 @@ export class PostgresStore implements Store<PostgresTransaction> {
   private readonly notifier: Notifier | undefined;
   private closed = false;
 
+  /** Every statement, built once for this schema. */
   private readonly sql: {
-    enqueue: ReturnType<typeof enqueueStatements>;
-    lease: ReturnType<typeof leaseStatements>;
-    commit: ReturnType<typeof commitStatements>;
-    end: ReturnType<typeof attemptEndStatements>;
-    effects: ReturnType<typeof effectStatements>;
-    sweep: ReturnType<typeof sweepStatements>;
-    inspect: ReturnType<typeof inspectStatements>;
-    prune: ReturnType<typeof pruneStatement>;
+    enqueue: EnqueueStatements;
+    lease: LeaseStatements;
+    commit: CommitStatements;
+    end: AttemptEndStatements;
+    effects: EffectStatements;
+    sweep: SweepStatements;
+    inspect: InspectStatements;
+    prune: Statement<{ deleted: number }>;
   };
 
   constructor(options: PostgresStoreOptions) {
@@ -369,7 +370,7 @@ function splitSchemaParameter(connectionString: string | undefined): {
   connectionString: string | undefined;
   schemaFromUrl: string | undefined;
 } {
-  if (!connectionString || !connectionString.includes('schema=')) return { connectionString, schemaFromUrl: undefined };
+  if (!connectionString?.includes('schema=')) return { connectionString, schemaFromUrl: undefined };
   let url: URL;
   try {
     url = new URL(connectionString);

@@ -144,9 +144,13 @@ export class Worker extends VouchEventEmitter {
   private async runQueue(queue: string, concurrency: number): Promise<void> {
     const signal = this.signals.get(queue) as WakeSignal;
     let failures = 0;
+    // While attempts run, wait until a quarter of the slots are free and lease them together: one lease
+    // transaction per job would cost one write (and on SQLite one fsync) per job.
+    const batchSize = Math.max(1, Math.ceil(concurrency / 4));
     while (this.state === 'running') {
-      const free = concurrency - this.countActive(queue);
-      if (free <= 0) {
+      const active = this.countActive(queue);
+      const free = concurrency - active;
+      if (free <= 0 || (active > 0 && free < batchSize)) {
         await signal.wait(this.pollIntervalMs);
         continue;
       }

@@ -22,6 +22,7 @@ import type {
   RecoveredJob,
   Store,
 } from '../../core/store.js';
+import { GroupCommit } from './group-commit.js';
 import { migrate } from './migrations.js';
 import { type AttemptRow, type EffectRow, type JobRow, parseStoredJson, toAttemptRecord, toEffectRecord, toJobRecord } from './rows.js';
 
@@ -62,6 +63,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
   private wakeTimer: NodeJS.Timeout | undefined;
   private lastDataVersion = 0;
   private readonly statements = new Map<string, Statement>();
+  private readonly groupCommit: GroupCommit;
   private closed = false;
 
   constructor(options: SqliteStoreOptions) {
@@ -76,6 +78,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
       this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
       this.db.pragma('foreign_keys = ON');
       if (options.migrate !== false) migrate(this.db, this.clock());
+      this.groupCommit = new GroupCommit(this.db);
     } catch (error) {
       throw new VouchError(`could not open SQLite database ${JSON.stringify(options.path)}: ${(error as Error).message}`, { cause: error });
     }
@@ -176,8 +179,9 @@ export class SqliteStore implements Store<SqliteTransaction> {
   }
 
   async recordEffectIntent(lease: Lease, effect: EffectIntent): Promise<EffectIntentOutcome> {
-    const now = this.clock();
-    const write = this.db.transaction((): EffectIntentOutcome => {
+    return this.groupCommit.run((): EffectIntentOutcome => {
+      // The clock is read when the write runs, so the fence never judges a lease by an older time.
+      const now = this.clock();
       if (!this.holdsLease(lease, now)) return { status: 'lease_lost' };
       const existing = this.statement('SELECT state, result FROM vouch_effects WHERE job_id = ? AND name = ?').get(
         Number(lease.jobId),
@@ -191,19 +195,20 @@ export class SqliteStore implements Store<SqliteTransaction> {
       ).run(Number(lease.jobId), effect.name, effect.idempotencyKey, lease.attempt, lease.token, now);
       return { status: 'recorded' };
     });
-    return write.immediate();
   }
 
   async recordEffectDone(lease: Lease, effect: EffectDone): Promise<void> {
-    this.statement(
-      `UPDATE vouch_effects SET state = 'done', result = ?, resolution = ?, done_at = ?
-        WHERE job_id = ? AND name = ? AND state = 'intent'`,
-    ).run(effect.resultJson, effect.resolution, this.clock(), Number(lease.jobId), effect.name);
+    await this.groupCommit.run(() =>
+      this.statement(
+        `UPDATE vouch_effects SET state = 'done', result = ?, resolution = ?, done_at = ?
+          WHERE job_id = ? AND name = ? AND state = 'intent'`,
+      ).run(effect.resultJson, effect.resolution, this.clock(), Number(lease.jobId), effect.name),
+    );
   }
 
   async commit(lease: Lease, completion: Completion<SqliteTransaction>): Promise<boolean> {
-    const now = this.clock();
-    const write = this.db.transaction((): boolean => {
+    return this.groupCommit.run((): boolean => {
+      const now = this.clock();
       if (!this.holdsLease(lease, now)) return false;
       for (const apply of completion.writes) {
         const returned = apply(this.db);
@@ -222,12 +227,11 @@ export class SqliteStore implements Store<SqliteTransaction> {
       this.closeAttempt(lease, completion.outcome, null, now);
       return true;
     });
-    return write.immediate();
   }
 
   async fail(lease: Lease, failure: Failure): Promise<boolean> {
-    const now = this.clock();
-    const write = this.db.transaction((): boolean => {
+    return this.groupCommit.run((): boolean => {
+      const now = this.clock();
       if (!this.holdsLease(lease, now)) return false;
       const retryAt = failure.retryAt;
       const state: JobState = retryAt === null ? 'failed' : retryAt > now ? 'retryable' : 'available';
@@ -238,12 +242,11 @@ export class SqliteStore implements Store<SqliteTransaction> {
       this.closeAttempt(lease, 'errored', failure.error, now);
       return true;
     });
-    return write.immediate();
   }
 
   async release(lease: Lease, reason: string): Promise<boolean> {
-    const now = this.clock();
-    const write = this.db.transaction((): boolean => {
+    return this.groupCommit.run((): boolean => {
+      const now = this.clock();
       // Releasing is safe even after expiry, so only the token is checked.
       const changed = this.statement(
         `UPDATE vouch_jobs SET state = 'available', run_at = ?, max_attempts = max_attempts + 1, lease_token = NULL, lease_expires_at = NULL
@@ -253,19 +256,17 @@ export class SqliteStore implements Store<SqliteTransaction> {
       this.closeAttempt(lease, 'released', reason, now);
       return true;
     });
-    return write.immediate();
   }
 
   async abandonLease(lease: Lease, reason: string): Promise<void> {
-    const now = this.clock();
-    const write = this.db.transaction(() => {
+    return this.groupCommit.run(() => {
+      const now = this.clock();
       this.statement(
         `UPDATE vouch_attempts SET outcome = 'lease_lost', error = ?, ended_at = coalesce(ended_at, ?)
           WHERE job_id = ? AND attempt = ? AND lease_token = ?`,
       ).run(reason, now, Number(lease.jobId), lease.attempt, lease.token);
       this.recoverJob(Number(lease.jobId), lease.token, `lease lost on attempt ${lease.attempt}: ${reason}`, now);
     });
-    write.immediate();
   }
 
   async sweep(): Promise<RecoveredJob[]> {

@@ -1,5 +1,6 @@
 import { VouchError } from '../../core/errors.js';
 import type { EffectDone, EffectIntent, EffectIntentOutcome, Lease } from '../../core/store.js';
+import { parseJson } from './rows.js';
 import { NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
 
 /**
@@ -59,10 +60,10 @@ export async function writeEffectIntent(
   const row = rows[0];
   if (!row || row.held === 0) return { status: 'lease_lost' };
   if (row.written === 1) return { status: 'recorded' };
-  if (row.done) return { status: 'done', result: parseResult(row.result) };
+  if (row.done) return { status: 'done', result: parseJson(row.result) };
   // The insert met a done record committed after this statement's snapshot began: read it now.
   const again = await s.doneResult.run(db, [lease.jobId, effect.name]);
-  if (again.rows[0]) return { status: 'done', result: parseResult(again.rows[0].result) };
+  if (again.rows[0]) return { status: 'done', result: parseJson(again.rows[0].result) };
   throw new VouchError(`effect "${effect.name}" of job ${lease.jobId} was neither recorded nor found done`);
 }
 
@@ -74,8 +75,4 @@ export async function writeEffectDone(
   effect: EffectDone,
 ): Promise<void> {
   await s.done.run(db, [now, lease.jobId, effect.name, effect.resultJson, effect.resolution]);
-}
-
-function parseResult(text: string | null): unknown {
-  return text === null ? null : JSON.parse(text);
 }

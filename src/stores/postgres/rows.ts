@@ -105,7 +105,7 @@ export function effectColumns(a: string): string {
 }
 
 /** JSON columns are of type json, so PostgreSQL has already checked that the text parses. */
-function parseJson(text: string | null): unknown {
+export function parseJson(text: string | null): unknown {
   return text === null ? null : JSON.parse(text);
 }
 

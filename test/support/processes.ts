@@ -59,10 +59,6 @@ export class FixtureProcess {
     });
   }
 
-  get pid(): number | undefined {
-    return this.child.pid;
-  }
-
   get alive(): boolean {
     return this.exit === undefined;
   }

@@ -27,7 +27,7 @@ describe.skipIf(!postgresAvailable())('postgres: a connection dropped during com
     });
     afterEach(() => bed.dispose());
 
-    it('finds out that the commit did not land, rolls back its writes, and the job completes on a retry', async () => {
+    it('rolls back a terminated commit; a retry completes the job', async () => {
       const [jobId] = await bed.enqueue(1);
       // The first commit waits inside its transaction, after the ctx.transaction write, for the backend to be terminated.
       const worker = bed.spawnWorker('committer', { concurrency: 1 }, 'inside-commit=sleep:2500@1');
@@ -103,7 +103,7 @@ describe.skipIf(!postgresAvailable())('postgres: a connection dropped during com
       return rows.map((row) => row.text);
     }
 
-    it('returns true when the COMMIT reached the server and only its reply was lost', async () => {
+    it('returns true when only the COMMIT reply was lost', async () => {
       const lease = await leaseOne();
       cutter.arm('deliver-then-cut');
       const committed = await store.commit(lease, { resultJson: '{"sent":true}', outcome: 'succeeded', writes: [note(lease)] });
@@ -117,7 +117,7 @@ describe.skipIf(!postgresAvailable())('postgres: a connection dropped during com
       });
     });
 
-    it('returns false when the COMMIT never reached the server, and nothing was written', async () => {
+    it('returns false when the COMMIT never arrived', async () => {
       const lease = await leaseOne();
       cutter.arm('cut-before');
       const committed = await store.commit(lease, { resultJson: '{"sent":true}', outcome: 'succeeded', writes: [note(lease)] });
@@ -128,7 +128,7 @@ describe.skipIf(!postgresAvailable())('postgres: a connection dropped during com
       expect(lines.find((line) => line.msg.includes('dropped during commit'))).toMatchObject({ committed: false });
     });
 
-    it('finds out the outcome of a commit without writes, which is a single statement', async () => {
+    it('finds out a single-statement commit', async () => {
       const complete = commitStatements(schemaNames(schema)).complete.name;
       const landed = await leaseOne();
       cutter.arm('deliver-then-cut', complete);
@@ -142,7 +142,7 @@ describe.skipIf(!postgresAvailable())('postgres: a connection dropped during com
       expect(cutter.cuts).toBe(2);
     });
 
-    it('throws when the outcome cannot be read back either', async () => {
+    it('throws when the outcome cannot be read', async () => {
       const lease = await leaseOne();
       cutter.arm('cut-before');
       // The database goes away with the connection: the read-back cannot connect.

@@ -28,7 +28,7 @@ describe.skipIf(clusterProblem !== null)('postgres: the database restarts and cr
     await cluster?.destroy();
   });
 
-  it('finishes every job exactly once after a restart and a SIGKILL of the postmaster', async () => {
+  it('finishes every job once after restart and SIGKILL', async () => {
     const bed = await PgBed.create(cluster.url(), { leaseMs: 3000, sweepIntervalMs: 300, maxAttempts: 10 }, { schema: 'outage' });
     const workers: FixtureProcess[] = [];
     try {
@@ -77,7 +77,7 @@ describe.skipIf(clusterProblem !== null)('postgres: the database restarts and cr
     }
   }, 180_000);
 
-  it('throws from every operation while the database is down, and works again once it is back', async () => {
+  it('throws while down and recovers after', async () => {
     const store = new PostgresStore({ connectionString: `${cluster.url()}?schema=down`, logger: silentLogger(), connectTimeoutMs: 2000 });
     try {
       const [{ job }] = (await store.enqueue([newJob()])) as [EnqueueOutcome];

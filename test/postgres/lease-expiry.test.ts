@@ -26,7 +26,7 @@ describe.skipIf(!postgresAvailable())('postgres: a worker paused past its lease'
     return takeover;
   }
 
-  it('refuses the commit of an attempt that paused between its effect and its commit', async () => {
+  it('rejects the commit after a pause', async () => {
     const [jobId] = await bed.enqueue(1);
     const stalled = bed.spawnWorker('stalled', { concurrency: 1 }, `after-ledger-before-commit=block:${PAUSE_MS}@1`);
     const takeover = await takeOver(stalled);
@@ -52,7 +52,7 @@ describe.skipIf(!postgresAvailable())('postgres: a worker paused past its lease'
     expect(stalled.select('event', 'job:failed')).toEqual([]);
   });
 
-  it('refuses every write of a process stopped with SIGSTOP and continued after the takeover', async () => {
+  it('rejects every write after SIGSTOP', async () => {
     const [jobId] = await bed.enqueue(1, { sleepMs: 800 });
     const stalled = bed.spawnWorker('stalled', { concurrency: 1 });
     const takeover = await takeOver(stalled);

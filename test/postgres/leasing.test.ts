@@ -35,7 +35,7 @@ describe.skipIf(!postgresAvailable())('postgres: leasing', () => {
     vi.restoreAllMocks();
   });
 
-  it('leases a batch in one statement and renews all of a worker’s leases in one statement', async () => {
+  it('leases and renews in one statement each', async () => {
     await store.enqueue(Array.from({ length: 40 }, () => newJob()));
     const queries = vi.spyOn(store.pool, 'query');
 
@@ -49,7 +49,7 @@ describe.skipIf(!postgresAvailable())('postgres: leasing', () => {
     expect(queries).toHaveBeenCalledTimes(1);
   });
 
-  it('sets lease expiry, and reports every time, in milliseconds by the database clock', async () => {
+  it('sets expiry by the database clock', async () => {
     await store.enqueue([newJob({ leaseMs: 30_000 })]);
     const { rows } = await store.pool.query('SELECT floor(extract(epoch FROM now()) * 1000)::float8 AS now');
     const databaseNow = rows[0].now as number;
@@ -60,7 +60,7 @@ describe.skipIf(!postgresAvailable())('postgres: leasing', () => {
     expect(job.leaseExpiresAt! - databaseNow).toBeLessThan(30_000 + 2000);
   });
 
-  it('keeps the leases of workers whose clocks are an hour ahead or behind', async () => {
+  it('keeps leases of skewed workers', async () => {
     const LEASE_MS = 1000;
     const slow = defineJob({
       name: 'slow',
@@ -140,7 +140,7 @@ describe.skipIf(!postgresAvailable())('postgres: leasing', () => {
       }
     }
 
-    it('reads only the front of the due jobs’ index, not the waiting or finished ones', async () => {
+    it('reads only the front of jobs_available', async () => {
       const statements = leaseStatements(schemaNames(store.schema));
       const { plan, executionMs } = await explain(statements.claim.text, [null, 'default', 10, 'w']);
       expect(plan).toContain('"Index Name":"jobs_available"');
@@ -153,7 +153,7 @@ describe.skipIf(!postgresAvailable())('postgres: leasing', () => {
       expect(leased.map((job) => [job.job.name, job.job.priority])).toEqual(Array.from({ length: 10 }, () => ['waiting', 0]));
     });
 
-    it('sweeps and deduplicates through indexes as well', async () => {
+    it('sweeps and deduplicates through indexes', async () => {
       const sweep = sweepStatements(schemaNames(store.schema));
       const recover = await explain(sweep.recover.text, [null, 'channel']);
       expect(recover.plan).toContain('"Index Name":"jobs_running"');

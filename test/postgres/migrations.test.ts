@@ -43,14 +43,14 @@ describe.skipIf(!postgresAvailable())('postgres: migrations', () => {
     return rows.map((row) => row.version);
   }
 
-  it('applies each migration once when several processes migrate at the same moment', async () => {
+  it('applies each migration once under a race', async () => {
     const schema = freshSchema();
     const racers = Array.from({ length: 6 }, () => open(schema, { migrate: false }));
     await Promise.all(racers.map((store) => store.migrate()));
     expect(await appliedVersions(schema)).toEqual(MIGRATIONS.map((migration) => migration.version));
   });
 
-  it('migrates once, on the first operations, when several start at once with migrate: true', async () => {
+  it('migrates lazily once with migrate: true', async () => {
     const schema = freshSchema();
     const racers = Array.from({ length: 4 }, () => open(schema));
     const outcomes = await Promise.all(racers.map((store) => store.enqueue([newJob()])));
@@ -58,7 +58,7 @@ describe.skipIf(!postgresAvailable())('postgres: migrations', () => {
     expect(await appliedVersions(schema)).toEqual([LATEST_VERSION]);
   });
 
-  it('keeps the jobs already stored when it migrates again', async () => {
+  it('keeps stored jobs when migrating again', async () => {
     const schema = freshSchema();
     const store = open(schema);
     const [outcome] = await store.enqueue([newJob({ payloadJson: '{"keep":true}' })]);
@@ -69,7 +69,7 @@ describe.skipIf(!postgresAvailable())('postgres: migrations', () => {
     expect(await store.commit(leased!.lease, COMPLETION)).toBe(true);
   });
 
-  it('refuses a schema newer than this vouch knows', async () => {
+  it('rejects a newer schema version', async () => {
     const schema = freshSchema();
     await open(schema, { migrate: false }).migrate();
     await sideQuery(
@@ -80,14 +80,14 @@ describe.skipIf(!postgresAvailable())('postgres: migrations', () => {
     await expect(open(schema, { migrate: false }).migrate()).rejects.toThrow(/newer than this vouch knows/);
   });
 
-  it('says how to create the schema when it is missing and migrate is off', async () => {
+  it('explains a missing schema', async () => {
     const store = open(freshSchema(), { migrate: false });
     const attempt = store.enqueue([newJob()]);
     await expect(attempt).rejects.toThrow(VouchError);
     await expect(attempt).rejects.toThrow(/is missing or not migrated.*vouch migrate/);
   });
 
-  it('works in a schema whose name needs quoting, named in the options or in the connection string', async () => {
+  it('works in a schema that needs quoting', async () => {
     const schema = freshSchema(`Vouch "Jobs" ${randomBytes(2).toString('hex')}`);
     const byOption = open(schema);
     const [outcome] = await byOption.enqueue([newJob({ key: 'odd' })]);
@@ -102,7 +102,7 @@ describe.skipIf(!postgresAvailable())('postgres: migrations', () => {
     expect((await byOption.enqueue([newJob({ key: 'odd' })]))[0]?.duplicate).toBe(true);
   });
 
-  it('is what `vouch migrate --store postgres://...?schema=` runs', async () => {
+  it('runs from the vouch migrate command', async () => {
     const schema = freshSchema();
     const url = new URL(POSTGRES_TEST_URL);
     url.searchParams.set('schema', schema);

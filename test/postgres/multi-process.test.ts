@@ -38,7 +38,7 @@ describe.skipIf(!postgresAvailable())('postgres: four workers and two enqueuers 
     return bed.processes.start(label, PG_ENQUEUER, [JSON.stringify(config)]);
   }
 
-  it('brings every job to exactly one terminal state and keeps one job per key', async () => {
+  it('ends each job once, one job per key', async () => {
     const workers = ['w1', 'w2', 'w3', 'w4'].map((id) => bed.spawnWorker(id, { concurrency: 3, pollIntervalMs: 100 }));
     const enqueuers = [spawnEnqueuer('enqueuer-up', 'up'), spawnEnqueuer('enqueuer-down', 'down')];
     await Promise.all([...workers, ...enqueuers].map((child) => child.ready()));

@@ -70,13 +70,13 @@ describe.skipIf(!postgresAvailable())('postgres: transactional enqueue and ctx.t
       }
     }
 
-    it('stores the job when the transaction commits', async () => {
+    it('stores the job on commit', async () => {
       const job = await signUp(1, 'COMMIT');
       expect(await store.getJob(job.id)).toMatchObject({ state: 'available', key: 'welcome:1' });
       expect(await userCount()).toBe(1);
     });
 
-    it('leaves no job when the transaction rolls back', async () => {
+    it('leaves no job on rollback', async () => {
       const job = await signUp(2, 'ROLLBACK');
       expect(await store.getJob(job.id)).toBeNull();
       expect(await userCount()).toBe(0);
@@ -85,7 +85,7 @@ describe.skipIf(!postgresAvailable())('postgres: transactional enqueue and ctx.t
       expect((await client.enqueue(welcome, { userId: 2 })).duplicate).toBe(false);
     });
 
-    it('makes a concurrent enqueue of the same key wait for the transaction, then see its outcome', async () => {
+    it('serialises a concurrent enqueue of one key', async () => {
       const first = await pool.connect();
       const second = await pool.connect();
       try {
@@ -109,7 +109,7 @@ describe.skipIf(!postgresAvailable())('postgres: transactional enqueue and ctx.t
       expect((await store.countByState()).available).toBe(1);
     });
 
-    it('lets a concurrent enqueue of the same key insert once the holding transaction rolls back', async () => {
+    it('frees the key when the holder rolls back', async () => {
       const first = await pool.connect();
       try {
         await first.query('BEGIN');
@@ -126,7 +126,7 @@ describe.skipIf(!postgresAvailable())('postgres: transactional enqueue and ctx.t
       }
     });
 
-    it('wakes other processes when the transaction commits, not before', async () => {
+    it('wakes other processes at commit only', async () => {
       const listening = (await harness.open({ shareWith: locationOf(store) })).store;
       const woken: (string | null)[] = [];
       const stop = listening.onWake((queue) => woken.push(queue));
@@ -156,7 +156,7 @@ describe.skipIf(!postgresAvailable())('postgres: transactional enqueue and ctx.t
       }
     });
 
-    it('refuses a pool as tx, since a pool has no transaction to join', async () => {
+    it('rejects a pool as tx', async () => {
       await expect(client.enqueue(welcome, { userId: 5 }, { tx: pool })).rejects.toThrow(ConfigurationError);
     });
   });
@@ -168,7 +168,7 @@ describe.skipIf(!postgresAvailable())('postgres: transactional enqueue and ctx.t
       db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), plugins: [new CamelCasePlugin()] });
     });
 
-    it('stores the job when the Kysely transaction commits', async () => {
+    it('stores the job on Kysely commit', async () => {
       const job = await db.transaction().execute(async (trx) => {
         await trx.insertInto('users').values({ id: 10, email: 'ten@example.com' }).execute();
         return client.enqueue(welcome, { userId: 10 }, { tx: trx });
@@ -177,7 +177,7 @@ describe.skipIf(!postgresAvailable())('postgres: transactional enqueue and ctx.t
       expect(await userCount()).toBe(1);
     });
 
-    it('leaves no job when the Kysely transaction throws', async () => {
+    it('leaves no job when Kysely rolls back', async () => {
       let enqueuedId: string | undefined;
       await expect(
         db.transaction().execute(async (trx) => {
@@ -191,7 +191,7 @@ describe.skipIf(!postgresAvailable())('postgres: transactional enqueue and ctx.t
       expect(await userCount()).toBe(0);
     });
 
-    it('deduplicates by key inside the Kysely transaction', async () => {
+    it('deduplicates inside a Kysely transaction', async () => {
       const [first, second] = await db
         .transaction()
         .execute(async (trx) => [
@@ -201,7 +201,7 @@ describe.skipIf(!postgresAvailable())('postgres: transactional enqueue and ctx.t
       expect(second).toMatchObject({ id: first?.id, duplicate: true });
     });
 
-    it('refuses the Kysely instance itself, which is not a transaction', async () => {
+    it('rejects a Kysely instance as tx', async () => {
       await expect(client.enqueue(welcome, { userId: 13 }, { tx: db })).rejects.toThrow(/not a transaction|outside a transaction/);
       // The check runs before anything is written.
       const { rows } = await sql<{ count: number }>`SELECT count(*)::int AS count FROM ${sql.table(`${store.schema}.jobs`)}`.execute(db);
@@ -221,7 +221,7 @@ describe.skipIf(!postgresAvailable())('postgres: transactional enqueue and ctx.t
       await tx.query(`UPDATE ${users} SET email = $2 WHERE id = $1`, [id, `user${id}@example.com`]);
     };
 
-    it('commits async writes with the job, in the commit transaction', async () => {
+    it('commits async writes with the job', async () => {
       await store.enqueue([newJob()]);
       const [leased] = await store.lease({ queue: 'default', limit: 1, workerId: 'w' });
       expect(await store.commit(leased!.lease, { resultJson: '1', outcome: 'succeeded', writes: [writeUser(20), writeUser(21)] })).toBe(
@@ -231,7 +231,7 @@ describe.skipIf(!postgresAvailable())('postgres: transactional enqueue and ctx.t
       expect((await store.getJob(leased!.job.id))?.state).toBe('completed');
     });
 
-    it('writes no row for an attempt whose lease was lost, and the rows of the attempt that owns the job', async () => {
+    it('writes only the rows of the current owner', async () => {
       await store.enqueue([newJob({ leaseMs: 300 })]);
       const [stale] = await store.lease({ queue: 'default', limit: 1, workerId: 'stale' });
       await sleep(400); // the lease expires by the database clock
@@ -245,7 +245,7 @@ describe.skipIf(!postgresAvailable())('postgres: transactional enqueue and ctx.t
       expect(await store.getJob(owner!.job.id)).toMatchObject({ state: 'completed', attempt: 2, result: 2 });
     });
 
-    it('rolls back every write when one of them throws, and leaves the job running under its lease', async () => {
+    it('rolls back all writes when one throws', async () => {
       await store.enqueue([newJob()]);
       const [leased] = await store.lease({ queue: 'default', limit: 1, workerId: 'w' });
       const failing = async (tx: PostgresTransaction) => {

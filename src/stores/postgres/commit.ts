@@ -20,7 +20,7 @@ import { CLOCK_NOW, type SchemaNames, Statement } from './sql.js';
  * If the connection drops, the outcome is found out, never guessed: a fresh
  * connection reads this attempt's row with FOR SHARE, which waits for the
  * old transaction to end if its backend is still finishing, and the commit
- * landed exactly when that row says `succeeded` or `verified`.
+ * landed exactly when that row records `succeeded` or `verified`.
  */
 export interface CommitStatements {
   fence: Statement;
@@ -131,8 +131,8 @@ export async function commitAttempt(
 
 /**
  * Reads whether this attempt's commit landed, on a fresh connection. Throws
- * when it cannot be read: then nobody knows, and the job is recovered by the
- * sweep if the commit did not land.
+ * when the read fails too, because the outcome is then unknown; if the commit
+ * did not land, the sweep recovers the job once its lease expires.
  */
 async function findOutCommit(pool: pg.Pool, statements: CommitStatements, lease: Lease, cause: Error): Promise<boolean> {
   let lastError: unknown;

@@ -44,7 +44,7 @@ export interface PostgresStoreOptions {
   /**
    * A `pg` Pool the application owns. The store uses it and never ends it.
    * Give the pool an 'error' listener: `pg` reports a lost idle connection
-   * there, and crashes the process when nobody listens.
+   * there, and crashes the process when no listener is attached.
    */
   pool?: pg.Pool;
   /**

@@ -4,9 +4,9 @@ import { ms } from './sql.js';
 
 /**
  * Row mapping. Every query selects its columns through the lists below, so
- * that what reaches JavaScript does not depend on the pool's type parsers
- * (which an application may have changed): ids and JSON as text, times as
- * float8 milliseconds since the epoch, the unit of JobRecord.
+ * that the values reaching JavaScript do not depend on the pool's type
+ * parsers, which an application may have changed. Ids and JSON arrive as
+ * text, and times as float8 milliseconds since the epoch, the unit of JobRecord.
  */
 
 export interface JobRow {

@@ -61,8 +61,9 @@ export function schemaNames(schema: string): SchemaNames {
 }
 
 /**
- * Channel names are identifiers, so they are cut at 63 bytes; a long schema
- * name gets a hashed channel instead, so that two schemas never share one.
+ * Builds the wake-up channel of a schema. Channel names are identifiers, cut
+ * at 63 bytes, so a long schema name gets a hashed channel instead and two
+ * schemas never share one.
  */
 function wakeChannel(schema: string): string {
   const plain = `vouch_wake:${schema}`;
@@ -72,9 +73,9 @@ function wakeChannel(schema: string): string {
 
 /**
  * "Now" in every statement. `$1` is always the store's test clock in
- * milliseconds, and null in production, where the database clock decides:
- * every worker on every machine then compares lease times against one clock,
- * so a skewed machine clock cannot expire a lease early or keep it late.
+ * milliseconds. In production it is null and the database clock decides, so
+ * every worker on every machine compares lease times against one clock, and a
+ * skewed machine clock cannot expire a lease early or keep it late.
  *
  * `now()` is the start of the transaction, which for the store's
  * single-statement writes is the start of the statement.

@@ -2,7 +2,6 @@ import type { Logger } from 'pino';
 import { backoffDelayMs, DEFAULT_MAX_ATTEMPTS } from './backoff.js';
 import type { Clock } from './clock.js';
 import { EffectLedger } from './effect-ledger.js';
-import { failpoint } from './failpoints.js';
 import {
   AttemptTimeoutError,
   describeError,
@@ -15,6 +14,7 @@ import {
   VerificationError,
 } from './errors.js';
 import type { AttemptRef, VouchEventEmitter } from './events.js';
+import { failpoint } from './failpoints.js';
 import type { JobContext, PreviousAttempt } from './job-context.js';
 import type { JobDefinition } from './job-definition.js';
 import { serializeJson, validatePayload } from './payload.js';

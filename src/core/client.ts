@@ -66,9 +66,9 @@ export class Client {
     assertNonNegative('dedupWindowMs', this.dedupWindowMs);
   }
 
-  async enqueue<Payload, Tx>(
-    definition: JobDefinition<Payload, any>,
-    payload: Payload,
+  async enqueue<Input, Tx>(
+    definition: JobDefinition<any, any, Input>,
+    payload: Input,
     options: EnqueueOptions<Tx> = {},
   ): Promise<EnqueuedJob> {
     const job = await this.prepare(definition, payload, options);
@@ -81,20 +81,23 @@ export class Client {
    * Enqueues many jobs in one transaction. Every item is validated first; if
    * any is invalid nothing is stored and the error names the item's index.
    */
-  async enqueueMany<Payload, Tx>(
-    definition: JobDefinition<Payload, any>,
-    items: readonly BulkItem<Payload>[],
+  async enqueueMany<Input, Tx>(
+    definition: JobDefinition<any, any, Input>,
+    items: readonly BulkItem<Input>[],
     options: { tx?: Tx } = {},
   ): Promise<EnqueuedJob[]> {
     if (!Array.isArray(items)) throw new ConfigurationError(`enqueueMany needs an array of { payload } items; got ${typeof items}.`);
     const jobs: NewJob[] = [];
     for (const [index, item] of items.entries()) {
       try {
-        jobs.push(await this.prepare(definition, item?.payload as Payload, item ?? {}));
+        jobs.push(await this.prepare(definition, item?.payload as Input, item ?? {}));
       } catch (error) {
-        if (error instanceof InvalidPayloadError || error instanceof ConfigurationError) {
-          error.message = `item ${index} of ${items.length}: ${error.message} Nothing was enqueued.`;
+        const prefix = `item ${index} of ${items.length}: `;
+        const suffix = ' Nothing was enqueued.';
+        if (error instanceof InvalidPayloadError) {
+          throw new InvalidPayloadError(`${prefix}${error.message}${suffix}`, error.jobName, error.issues, { cause: error });
         }
+        if (error instanceof ConfigurationError) throw new ConfigurationError(`${prefix}${error.message}${suffix}`, { cause: error });
         throw error;
       }
     }
@@ -103,9 +106,9 @@ export class Client {
     return outcomes.map((outcome) => toEnqueued(outcome.job, outcome.duplicate));
   }
 
-  private async prepare<Payload>(
-    definition: JobDefinition<Payload, any>,
-    payload: Payload,
+  private async prepare<Input>(
+    definition: JobDefinition<any, any, Input>,
+    payload: Input,
     options: EnqueueOptions<unknown>,
   ): Promise<NewJob> {
     if (!definition || typeof definition.name !== 'string' || !definition.payload) {

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { LeaseLostError, VouchError } from './errors.js';
-import { failpoint } from './failpoints.js';
 import type { AttemptRef, VouchEventEmitter } from './events.js';
+import { failpoint } from './failpoints.js';
 import { type EffectOptions, idempotencyKeyFor } from './job-context.js';
 import { serializeJson } from './payload.js';
 import type { EffectRecord, EffectResolution, Lease, Store } from './store.js';

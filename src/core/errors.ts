@@ -18,8 +18,9 @@ export class InvalidPayloadError extends VouchError {
     message: string,
     readonly jobName: string,
     readonly issues: readonly { path: string; message: string }[] = [],
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
   }
 }
 

@@ -48,7 +48,10 @@ interface Rule {
 /** Parses a VOUCH_FAILPOINTS value; throws on any unknown point or action so a typo cannot disable a test's fault. */
 export function parseFailpoints(spec: string): Map<FailpointName, Rule> {
   const rules = new Map<FailpointName, Rule>();
-  for (const entry of spec.split(',').map((part) => part.trim()).filter(Boolean)) {
+  for (const entry of spec
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean)) {
     const match = /^([a-z-]+)=(kill|throw|block|sleep)(?::(\d+))?(?:@(\d+))?$/.exec(entry);
     if (!match || !POINTS.includes(match[1] as FailpointName)) {
       throw new Error(

@@ -3,13 +3,19 @@ import type { RetryPolicy } from './backoff.js';
 import { ConfigurationError } from './errors.js';
 import type { JobContext } from './job-context.js';
 
-export interface JobDefinitionOptions<Payload, Result> {
+/**
+ * `Payload` is what the schema outputs and the handler receives; `Input` is
+ * what enqueue accepts, which differs when the schema fills in defaults or
+ * transforms values.
+ */
+// Handlers are declared as methods so that a definition with a narrow Result (such as never) still fits where any definition is accepted.
+export interface JobDefinitionOptions<Payload, Result, Input = Payload> {
   /** The job's kind, unique among the definitions a worker runs. */
   name: string;
   /** Any Standard Schema validator (zod 4, valibot, arktype and others). */
-  payload: StandardSchemaV1<unknown, Payload>;
+  payload: StandardSchemaV1<Input, Payload>;
   /** Derives the business key from the payload; jobs with the same key are deduplicated. */
-  key?: (payload: Payload) => string | null | undefined;
+  key?(payload: Payload): string | null | undefined;
   /** @defaultValue 'default' */
   queue?: string;
   retry?: RetryPolicy;
@@ -18,15 +24,15 @@ export interface JobDefinitionOptions<Payload, Result> {
   /** Longest a single attempt may run before it is errored, in milliseconds. @defaultValue none */
   timeoutMs?: number;
   /** Does the work. Side effects belong in ctx.effect and database writes in ctx.transaction. */
-  perform: (ctx: JobContext<Payload>) => Promise<Result> | Result;
+  perform(ctx: JobContext<Payload>): Promise<Result> | Result;
   /**
    * Confirms the outcome of perform against the world before commit. Returning
    * false, or throwing, errors the attempt, and the job is retried.
    */
-  verify?: (ctx: JobContext<Payload>, result: Result) => Promise<boolean> | boolean;
+  verify?(ctx: JobContext<Payload>, result: Result): Promise<boolean> | boolean;
 }
 
-export interface JobDefinition<Payload = unknown, Result = unknown> extends JobDefinitionOptions<Payload, Result> {
+export interface JobDefinition<Payload = unknown, Result = unknown, Input = Payload> extends JobDefinitionOptions<Payload, Result, Input> {
   readonly queue: string;
 }
 
@@ -34,7 +40,9 @@ export const DEFAULT_LEASE_MS = 10_000;
 const NAME_LIMIT = 200;
 
 /** Checks a job definition and returns it with its defaults filled in. */
-export function defineJob<Payload, Result>(options: JobDefinitionOptions<Payload, Result>): JobDefinition<Payload, Result> {
+export function defineJob<Payload, Result, Input = Payload>(
+  options: JobDefinitionOptions<Payload, Result, Input>,
+): JobDefinition<Payload, Result, Input> {
   assertName('job name', options.name);
   const queue = options.queue ?? 'default';
   assertName(`queue of job "${options.name}"`, queue);

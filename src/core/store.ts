@@ -51,7 +51,9 @@ export interface Store<Tx = unknown> {
   release(lease: Lease, reason: string): Promise<boolean>;
 
   /**
-   * Closes an attempt that found it no longer held its lease. If the job is
+   * Closes an attempt that found it no longer held its lease, as `lease_lost`,
+   * even when the sweep already closed it as `abandoned`: the worker was
+   * alive, so the more precise outcome replaces the guess. If the job is
    * still running under this token (expired, not yet swept), the job is
    * recovered at once, as the sweep would.
    */

@@ -24,9 +24,7 @@ export async function openStore(location: string, options: OpenStoreOptions = {}
     const schema = url.searchParams.get('schema');
     url.searchParams.delete('schema');
     const { PostgresStore } = await import('./postgres/postgres-store.js');
-    const store = new PostgresStore({ connectionString: url.toString(), ...(schema ? { schema } : {}) });
-    if (options.migrate !== false) await store.migrate();
-    return store;
+    return new PostgresStore({ connectionString: url.toString(), migrate: options.migrate !== false, ...(schema ? { schema } : {}) });
   }
   const { SqliteStore } = await import('./sqlite/sqlite-store.js');
   return new SqliteStore({ path: location, migrate: options.migrate !== false, ...(options.clock ? { clock: options.clock } : {}) });

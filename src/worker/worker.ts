@@ -219,11 +219,11 @@ export class Worker extends VouchEventEmitter {
   private async renewLeases(): Promise<void> {
     if (this.heartbeating || this.active.size === 0) return;
     this.heartbeating = true;
-    // Failpoint: a block or sleep here stalls every lease renewal of this worker.
-    await failpoint('heartbeat');
     const attempts = [...this.active.values()];
     const startedAt = this.clock();
     try {
+      // Failpoint: a block or sleep here stalls every lease renewal of this worker.
+      await failpoint('heartbeat');
       const held = await this.store.heartbeat(attempts.map((attempt) => attempt.lease));
       for (const attempt of attempts) {
         if (held.has(attempt.lease.jobId)) attempt.renewedAt = startedAt;

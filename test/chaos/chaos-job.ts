@@ -37,7 +37,10 @@ export function chaosIdempotencyKey(n: number): string {
 }
 
 /** Defines the chaos job; without a transport it can only be enqueued. */
-export function chaosJob(settings: ChaosJobSettings, sink?: { transport: Transporter; lookupUrl: string }): JobDefinition<ChaosPayload, string> {
+export function chaosJob(
+  settings: ChaosJobSettings,
+  sink?: { transport: Transporter; lookupUrl: string },
+): JobDefinition<ChaosPayload, string, v.InferInput<typeof chaosPayload>> {
   return defineJob({
     name: CHAOS_JOB,
     payload: chaosPayload,

@@ -15,13 +15,14 @@ export interface AttemptEndStatements {
 /**
  * What recovering a running job means, shared with the sweep: it becomes
  * available again, or failed when the attempt that lost it was its last.
+ * Its run_at is kept, so it goes ahead of jobs that became due after it.
  * `reason` is the SQL expression of the error to record.
  */
 export function recoverySet(reason: string): string {
   return `state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'available' END,
           last_error = CASE WHEN attempt >= max_attempts THEN ${reason} || ' (no attempts left)' ELSE ${reason} END,
           finished_at = CASE WHEN attempt >= max_attempts THEN ${NOW} END,
-          run_at = ${NOW}, lease_token = NULL, lease_expires_at = NULL`;
+          lease_token = NULL, lease_expires_at = NULL`;
 }
 
 export function attemptEndStatements(n: SchemaNames): AttemptEndStatements {

@@ -297,17 +297,20 @@ export class SqliteStore implements Store<SqliteTransaction> {
     return write.immediate();
   }
 
-  /** Makes a running job available again, or failed when that was its last attempt. */
+  /**
+   * Makes a running job available again, or failed when that was its last
+   * attempt. Its run_at is kept, so it goes ahead of jobs that became due after it.
+   */
   private recoverJob(jobId: number, token: string, reason: string, now: number): 'available' | 'failed' | null {
     const row = this.statement(
       `UPDATE vouch_jobs
           SET state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'available' END,
               last_error = CASE WHEN attempt >= max_attempts THEN ? || ' (no attempts left)' ELSE ? END,
               finished_at = CASE WHEN attempt >= max_attempts THEN ? ELSE NULL END,
-              run_at = ?, lease_token = NULL, lease_expires_at = NULL
+              lease_token = NULL, lease_expires_at = NULL
         WHERE id = ? AND state = 'running' AND lease_token = ?
         RETURNING state`,
-    ).get(reason, reason, now, now, jobId, token) as { state: 'available' | 'failed' } | undefined;
+    ).get(reason, reason, now, jobId, token) as { state: 'available' | 'failed' } | undefined;
     return row?.state ?? null;
   }
 

@@ -1,6 +1,6 @@
 import type { FailpointName } from '../../src/core/failpoints.js';
 import type { Violation } from './checker.js';
-import { type ChaosEnvironment, type EnvironmentSettings, type RunningWorker, type StoreKind } from './environment.js';
+import type { ChaosEnvironment, EnvironmentSettings, RunningWorker, StoreKind } from './environment.js';
 
 export interface CaseOutcome {
   /** Faults injected: kills, terminations, stalls, clock jumps. */
@@ -23,7 +23,13 @@ export interface ChaosCase {
 const BOTH: readonly StoreKind[] = ['sqlite', 'postgres'];
 
 /** Failpoints that a SIGKILL can meet inside an attempt; `inside-commit` exists only in stores that call it. */
-const KILL_POINTS: readonly FailpointName[] = ['after-lease', 'before-effect', 'after-effect-before-ledger', 'after-ledger-before-commit', 'inside-commit'];
+const KILL_POINTS: readonly FailpointName[] = [
+  'after-lease',
+  'before-effect',
+  'after-effect-before-ledger',
+  'after-ledger-before-commit',
+  'inside-commit',
+];
 
 function killAt(point: FailpointName): ChaosCase {
   return {
@@ -36,7 +42,11 @@ function killAt(point: FailpointName): ChaosCase {
       await env.recordSelfKill(doomed);
       const expectations: Violation[] = [];
       if (doomed.child.signalCode !== 'SIGKILL') {
-        expectations.push({ invariant: 'one-terminal-state', jobIds: [], detail: `failpoint ${point} never fired; the worker exited with ${doomed.child.exitCode}` });
+        expectations.push({
+          invariant: 'one-terminal-state',
+          jobIds: [],
+          detail: `failpoint ${point} never fired; the worker exited with ${doomed.child.exitCode}`,
+        });
       }
       await env.startWorker({ concurrency: 4 });
       if (!(await env.waitQuiet(30_000))) return { faults: 1, expectations };
@@ -44,7 +54,11 @@ function killAt(point: FailpointName): ChaosCase {
       // The kill must have landed inside an attempt: its attempt is recovered as abandoned.
       const history = await env.history();
       if (!history.attempts.some((attempt) => attempt.outcome === 'abandoned' && attempt.workerId === doomed.workerId)) {
-        expectations.push({ invariant: 'bounded-recovery', jobIds: [], detail: `no attempt of the killed worker was recovered as abandoned after a kill at ${point}` });
+        expectations.push({
+          invariant: 'bounded-recovery',
+          jobIds: [],
+          detail: `no attempt of the killed worker was recovered as abandoned after a kill at ${point}`,
+        });
       }
       if (point === 'after-effect-before-ledger' && !history.effects.some((effect) => effect.resolution === 'verified')) {
         expectations.push({ invariant: 'effect-at-most-once', jobIds: [], detail: 'the in-doubt email was not settled by its verify' });
@@ -93,7 +107,11 @@ const gracefulTerm: ChaosCase = {
     const counts = await env.store.countByState();
     if (code !== 0) expectations.push({ invariant: 'one-terminal-state', jobIds: [], detail: `worker exited with ${code} after SIGTERM` });
     if (counts.running > 0) {
-      expectations.push({ invariant: 'bounded-recovery', jobIds: [], detail: `${counts.running} jobs still running ${Date.now() - startedAt} ms after a graceful stop` });
+      expectations.push({
+        invariant: 'bounded-recovery',
+        jobIds: [],
+        detail: `${counts.running} jobs still running ${Date.now() - startedAt} ms after a graceful stop`,
+      });
     }
     await env.startWorker({ concurrency: 8 });
     return { faults: 1, expectations };
@@ -114,7 +132,11 @@ const eventLoopBlock: ChaosCase = {
     if (!(await env.waitQuiet(30_000))) return { faults: 1, expectations };
     const attempts = await env.store.listAttempts(blocked as string);
     if (!attempts.some((attempt) => attempt.outcome === 'abandoned' || attempt.outcome === 'lease_lost')) {
-      expectations.push({ invariant: 'no-commit-after-lease-expiry', jobIds: [blocked as string], detail: 'the blocked attempt was not recorded as having lost its lease' });
+      expectations.push({
+        invariant: 'no-commit-after-lease-expiry',
+        jobIds: [blocked as string],
+        detail: 'the blocked attempt was not recorded as having lost its lease',
+      });
     }
     return { faults: 1, expectations };
   },
@@ -136,7 +158,11 @@ function clockJump(byMs: number): ChaosCase {
       // attempt must lose its lease. A clock that runs behind sees no job as due yet, so that worker only idles.
       const history = await env.history();
       if (byMs > 0 && !history.attempts.some((attempt) => attempt.outcome === 'abandoned' || attempt.outcome === 'lease_lost')) {
-        expectations.push({ invariant: 'no-commit-after-lease-expiry', jobIds: [], detail: `the clock of ${jumping.workerId} jumped by ${byMs} ms and no lease was lost` });
+        expectations.push({
+          invariant: 'no-commit-after-lease-expiry',
+          jobIds: [],
+          detail: `the clock of ${jumping.workerId} jumped by ${byMs} ms and no lease was lost`,
+        });
       }
       return { faults: 1, expectations };
     },
@@ -184,7 +210,11 @@ const delayedAcrossRestart: ChaosCase = {
     for (const id of ids) {
       const [first] = await env.store.listAttempts(id);
       if (first && first.startedAt < due - 50) {
-        expectations.push({ invariant: 'one-terminal-state', jobIds: [id], detail: `started ${due - first.startedAt} ms before it was due` });
+        expectations.push({
+          invariant: 'one-terminal-state',
+          jobIds: [id],
+          detail: `started ${due - first.startedAt} ms before it was due`,
+        });
       }
     }
     return { faults: 1, expectations };

@@ -42,8 +42,10 @@ function checkTerminalStates(history: History): Violation[] {
     })
     .map((job) => job.jobId);
   const violations: Violation[] = [];
-  if (missing.length > 0) violations.push({ invariant: 'one-terminal-state', jobIds: missing, detail: 'accepted but missing from the store' });
-  if (pending.length > 0) violations.push({ invariant: 'one-terminal-state', jobIds: pending, detail: 'not in a terminal state once quiet' });
+  if (missing.length > 0)
+    violations.push({ invariant: 'one-terminal-state', jobIds: missing, detail: 'accepted but missing from the store' });
+  if (pending.length > 0)
+    violations.push({ invariant: 'one-terminal-state', jobIds: pending, detail: 'not in a terminal state once quiet' });
   return violations;
 }
 
@@ -54,7 +56,9 @@ function checkCompletedEffects(history: History): Violation[] {
   const unbacked = history.accepted
     .filter((job) => job.effectKey !== null && states.get(job.jobId) === 'completed' && (sink.get(job.effectKey) ?? 0) === 0)
     .map((job) => job.jobId);
-  return unbacked.length > 0 ? [{ invariant: 'completed-has-effect', jobIds: unbacked, detail: 'completed, but the sink never saw the effect' }] : [];
+  return unbacked.length > 0
+    ? [{ invariant: 'completed-has-effect', jobIds: unbacked, detail: 'completed, but the sink never saw the effect' }]
+    : [];
 }
 
 /** No effect at the sink without a job that is completed or visibly failed. */
@@ -71,7 +75,13 @@ function checkEffectOwners(history: History): Violation[] {
     if (owner !== undefined) orphans.push(owner);
   }
   if (orphanKeys.length === 0) return [];
-  return [{ invariant: 'effect-has-job', jobIds: orphans, detail: `sink saw effects with no completed or failed job: ${orphanKeys.slice(0, 10).join(', ')}` }];
+  return [
+    {
+      invariant: 'effect-has-job',
+      jobIds: orphans,
+      detail: `sink saw effects with no completed or failed job: ${orphanKeys.slice(0, 10).join(', ')}`,
+    },
+  ];
 }
 
 /** At most one effect per key where the provider deduplicates or a verify can check. */
@@ -80,7 +90,9 @@ function checkEffectsOnce(history: History): Violation[] {
   const repeated = history.accepted
     .filter((job) => job.effectKey !== null && job.effectOnce && (sink.get(job.effectKey) ?? 0) > 1)
     .map((job) => job.jobId);
-  return repeated.length > 0 ? [{ invariant: 'effect-at-most-once', jobIds: repeated, detail: 'the sink saw the effect more than once' }] : [];
+  return repeated.length > 0
+    ? [{ invariant: 'effect-at-most-once', jobIds: repeated, detail: 'the sink saw the effect more than once' }]
+    : [];
 }
 
 /**
@@ -107,7 +119,13 @@ function checkCommitFencing(history: History): Violation[] {
     if (committed.length > 1 || stale || completedWithoutCommit) offenders.push(jobId);
   }
   return offenders.length > 0
-    ? [{ invariant: 'no-commit-after-lease-expiry', jobIds: offenders, detail: 'committed by an attempt that did not hold the newest lease' }]
+    ? [
+        {
+          invariant: 'no-commit-after-lease-expiry',
+          jobIds: offenders,
+          detail: 'committed by an attempt that did not hold the newest lease',
+        },
+      ]
     : [];
 }
 
@@ -127,7 +145,13 @@ function checkRecovery(history: History): Violation[] {
     if (attempt.endedAt === null || attempt.endedAt - kill > limit) late.push(attempt.jobId);
   }
   return late.length > 0
-    ? [{ invariant: 'bounded-recovery', jobIds: late, detail: `an abandoned attempt was not recovered within ${limit} ms of its worker's death` }]
+    ? [
+        {
+          invariant: 'bounded-recovery',
+          jobIds: late,
+          detail: `an abandoned attempt was not recovered within ${limit} ms of its worker's death`,
+        },
+      ]
     : [];
 }
 

@@ -77,7 +77,11 @@ export class ChaosEnvironment {
   }
 
   /** Enqueues jobs numbered from `first`, all of one mode, and records them as accepted. */
-  async enqueue(count: number, mode: ChaosPayload['mode'] = 'send', options: { first?: number; ms?: number; delayMs?: number } = {}): Promise<string[]> {
+  async enqueue(
+    count: number,
+    mode: ChaosPayload['mode'] = 'send',
+    options: { first?: number; ms?: number; delayMs?: number } = {},
+  ): Promise<string[]> {
     const definition = chaosJob(this.settings);
     const first = options.first ?? this.accepted.length + 1;
     const items = Array.from({ length: count }, (_, index) => ({
@@ -103,7 +107,9 @@ export class ChaosEnvironment {
    */
   async raceEnqueue(processes: number, count: number): Promise<{ n: number; id: string; duplicate: boolean }[][]> {
     const racers = Array.from({ length: processes }, () => {
-      const child = spawn(process.execPath, ['--import', 'tsx', ENQUEUE_FILE, this.location, String(count)], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', ENQUEUE_FILE, this.location, String(count)], {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
       let output = '';
       const ready = new Promise<void>((resolve) => {
         child.stdout.on('data', (chunk: Buffer) => {
@@ -156,7 +162,9 @@ export class ChaosEnvironment {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const ready = new Promise<void>((resolve, reject) => {
       child.once('message', () => resolve());
-      void exited.then((code) => reject(new Error(`chaos worker ${workerId} exited with ${code} before it was ready: ${stderr.slice(-2000)}`)));
+      void exited.then((code) =>
+        reject(new Error(`chaos worker ${workerId} exited with ${code} before it was ready: ${stderr.slice(-2000)}`)),
+      );
     });
     const running = { workerId, child, exited };
     this.workers.push(running);

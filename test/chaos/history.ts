@@ -34,7 +34,10 @@ export interface AcceptedJob {
 }
 
 /** Reads the store's side of a history; the caller adds what it accepted, the sink and the kills. */
-export async function readStoreHistory(store: Store<any>, jobIds: readonly string[]): Promise<Pick<History, 'jobs' | 'attempts' | 'effects'>> {
+export async function readStoreHistory(
+  store: Store<any>,
+  jobIds: readonly string[],
+): Promise<Pick<History, 'jobs' | 'attempts' | 'effects'>> {
   const jobs: History['jobs'] = [];
   const attempts: History['attempts'] = [];
   const effects: History['effects'] = [];

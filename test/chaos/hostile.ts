@@ -53,13 +53,28 @@ async function drain(store: Store<any>, jobs: JobDefinition<any, any>[]): Promis
   await worker.stop();
 }
 
-async function report(name: string, kind: StoreKind, store: Store<any>, accepted: AcceptedJob[], expectations: Violation[], faults: number, startedAt: number): Promise<CaseReport> {
+async function report(
+  name: string,
+  kind: StoreKind,
+  store: Store<any>,
+  accepted: AcceptedJob[],
+  expectations: Violation[],
+  faults: number,
+  startedAt: number,
+): Promise<CaseReport> {
   const fromStore = await readStoreHistory(
     store,
     accepted.map((job) => job.jobId),
   );
   const history = { leaseMs: 10_000, sweepIntervalMs: 200, accepted, ...fromStore, sink: [], kills: [] };
-  return { case: name, store: kind, jobs: accepted.length, faults, violations: [...checkHistory(history), ...expectations], durationMs: Date.now() - startedAt };
+  return {
+    case: name,
+    store: kind,
+    jobs: accepted.length,
+    faults,
+    violations: [...checkHistory(history), ...expectations],
+    durationMs: Date.now() - startedAt,
+  };
 }
 
 const echoJob = defineJob({
@@ -70,7 +85,13 @@ const echoJob = defineJob({
 });
 
 /** Hostile strings that must be stored and returned byte for byte. */
-const HOSTILE_STRINGS = ["'); DROP TABLE vouch_jobs; --", 'NUL\u0000inside', '\u{1F525}'.repeat(50_000), '"quoted" \\ back\\slash', '\u202Eright-to-left'];
+const HOSTILE_STRINGS = [
+  "'); DROP TABLE vouch_jobs; --",
+  'NUL\u0000inside',
+  '\u{1F525}'.repeat(50_000),
+  '"quoted" \\ back\\slash',
+  '\u202Eright-to-left',
+];
 
 const payloadCase: HostileCase = {
   name: 'hostile payloads',
@@ -99,7 +120,11 @@ const payloadCase: HostileCase = {
           expectations.push({ invariant: 'one-terminal-state', jobIds: [], detail: `payload with ${label} was accepted` });
         } catch (error) {
           if (!(error instanceof InvalidPayloadError) || !message.test(error.message)) {
-            expectations.push({ invariant: 'one-terminal-state', jobIds: [], detail: `payload with ${label} failed with an unclear error: ${(error as Error).message.slice(0, 200)}` });
+            expectations.push({
+              invariant: 'one-terminal-state',
+              jobIds: [],
+              detail: `payload with ${label} failed with an unclear error: ${(error as Error).message.slice(0, 200)}`,
+            });
           }
         }
       }
@@ -113,7 +138,11 @@ const payloadCase: HostileCase = {
       for (const [id, text] of hostileIds) {
         const job = await store.getJob(id);
         if ((job?.payload as { text?: string } | undefined)?.text !== text || job?.result !== text) {
-          expectations.push({ invariant: 'one-terminal-state', jobIds: [id], detail: `hostile string ${JSON.stringify(text.slice(0, 20))} did not round-trip` });
+          expectations.push({
+            invariant: 'one-terminal-state',
+            jobIds: [id],
+            detail: `hostile string ${JSON.stringify(text.slice(0, 20))} did not round-trip`,
+          });
         }
       }
       return await report(this.name, kind, store, accepted, expectations, rejected.length + HOSTILE_STRINGS.length, startedAt);
@@ -131,7 +160,12 @@ const namesCase: HostileCase = {
     const expectations: Violation[] = [];
     const accepted: AcceptedJob[] = [];
     try {
-      const odd = defineJob({ name: `send "quoted" 'job' with spaces`, queue: `queue "with" 'quotes' and spaces`, payload: v.object({}), perform: () => 'ok' });
+      const odd = defineJob({
+        name: `send "quoted" 'job' with spaces`,
+        queue: `queue "with" 'quotes' and spaces`,
+        payload: v.object({}),
+        perform: () => 'ok',
+      });
       const job = await new Client({ store }).enqueue(odd, {});
       accepted.push({ jobId: job.id, effectKey: null, effectOnce: true });
       await drain(store, [odd]);
@@ -144,7 +178,11 @@ const namesCase: HostileCase = {
           expectations.push({ invariant: 'one-terminal-state', jobIds: [], detail: `a 1,000-character ${what} was accepted` });
         } catch (error) {
           if (!/1000 characters long; the limit is 200/.test((error as Error).message)) {
-            expectations.push({ invariant: 'one-terminal-state', jobIds: [], detail: `a 1,000-character ${what} failed unclearly: ${(error as Error).message}` });
+            expectations.push({
+              invariant: 'one-terminal-state',
+              jobIds: [],
+              detail: `a 1,000-character ${what} failed unclearly: ${(error as Error).message}`,
+            });
           }
         }
       }
@@ -174,9 +212,21 @@ const handlerCase: HostileCase = {
         ['a throwing getter', getterBomb, /non-Error value/],
       ];
       const definitions = throws.map(([label, value]) =>
-        defineJob({ name: `throws ${label}`, payload: v.object({}), retry: { maxAttempts: 1 }, perform: () => { throw value; } }),
+        defineJob({
+          name: `throws ${label}`,
+          payload: v.object({}),
+          retry: { maxAttempts: 1 },
+          perform: () => {
+            throw value;
+          },
+        }),
       );
-      const ghost = defineJob({ name: 'no-worker-knows-me', payload: v.object({}), retry: { maxAttempts: 2, baseMs: 10, maxMs: 10 }, perform: () => 0 });
+      const ghost = defineJob({
+        name: 'no-worker-knows-me',
+        payload: v.object({}),
+        retry: { maxAttempts: 2, baseMs: 10, maxMs: 10 },
+        perform: () => 0,
+      });
       const client = new Client({ store });
       const ids: string[] = [];
       for (const definition of [...definitions, ghost]) {
@@ -189,7 +239,11 @@ const handlerCase: HostileCase = {
       for (const [index, id] of ids.entries()) {
         const job = await store.getJob(id);
         if (job?.state !== 'failed' || !reasons[index]!.test(job.lastError ?? '')) {
-          expectations.push({ invariant: 'one-terminal-state', jobIds: [id], detail: `expected failed with ${reasons[index]}; got ${job?.state}: ${job?.lastError}` });
+          expectations.push({
+            invariant: 'one-terminal-state',
+            jobIds: [id],
+            detail: `expected failed with ${reasons[index]}; got ${job?.state}: ${job?.lastError}`,
+          });
         }
       }
       return await report(this.name, kind, store, accepted, expectations, ids.length, startedAt);
@@ -222,7 +276,11 @@ const brokenFileCase: HostileCase = {
       chmodSync(folder, 0o755);
       const output = runUnprivileged(readOnly);
       if (!/could not open SQLite database .*read-only\.db.*readonly|attempt to write a readonly database/i.test(output)) {
-        expectations.push({ invariant: 'one-terminal-state', jobIds: [], detail: `a read-only store file gave: ${output.trim().slice(0, 200)}` });
+        expectations.push({
+          invariant: 'one-terminal-state',
+          jobIds: [],
+          detail: `a read-only store file gave: ${output.trim().slice(0, 200)}`,
+        });
       }
 
       // A full disk, made with max_page_count: the enqueue fails loudly and the jobs stored before it stay intact.
@@ -234,17 +292,28 @@ const brokenFileCase: HostileCase = {
       const pages = fullStore.db.pragma('page_count', { simple: true }) as number;
       fullStore.db.pragma(`max_page_count = ${pages + 1}`);
       try {
-        await client.enqueueMany(echoJob, Array.from({ length: 200 }, () => ({ payload: { text: 'x'.repeat(4000) } })));
+        await client.enqueueMany(
+          echoJob,
+          Array.from({ length: 200 }, () => ({ payload: { text: 'x'.repeat(4000) } })),
+        );
         expectations.push({ invariant: 'one-terminal-state', jobIds: [], detail: 'an enqueue into a full database succeeded' });
       } catch (error) {
         if (!/full/.test((error as Error).message)) {
-          expectations.push({ invariant: 'one-terminal-state', jobIds: [], detail: `a full database failed unclearly: ${(error as Error).message}` });
+          expectations.push({
+            invariant: 'one-terminal-state',
+            jobIds: [],
+            detail: `a full database failed unclearly: ${(error as Error).message}`,
+          });
         }
       }
       const survivor = await fullStore.getJob(before.id);
       const counts = await fullStore.countByState();
       if (survivor?.state !== 'available' || counts.available !== 1) {
-        expectations.push({ invariant: 'one-terminal-state', jobIds: [before.id], detail: 'a failed bulk enqueue into a full database changed other jobs' });
+        expectations.push({
+          invariant: 'one-terminal-state',
+          jobIds: [before.id],
+          detail: 'a failed bulk enqueue into a full database changed other jobs',
+        });
       }
       await fullStore.close();
     } finally {
@@ -260,7 +329,11 @@ function runUnprivileged(path: string): string {
   const command = [process.execPath, '--import', 'tsx', script, path];
   const asRoot = process.getuid?.() === 0;
   const result = asRoot
-    ? spawnSync('runuser', ['-u', 'nobody', '--', ...command], { encoding: 'utf8', cwd: process.cwd(), env: { ...process.env, HOME: tmpdir() } })
+    ? spawnSync('runuser', ['-u', 'nobody', '--', ...command], {
+        encoding: 'utf8',
+        cwd: process.cwd(),
+        env: { ...process.env, HOME: tmpdir() },
+      })
     : spawnSync(command[0] as string, command.slice(1), { encoding: 'utf8' });
   return `${result.stdout ?? ''}${result.stderr ?? ''}${result.error ? result.error.message : ''}`;
 }
@@ -272,7 +345,11 @@ async function expectOpenError(path: string, message: RegExp, label: string, exp
     expectations.push({ invariant: 'one-terminal-state', jobIds: [], detail: `a ${label} store file opened without an error` });
   } catch (error) {
     if (!message.test((error as Error).message)) {
-      expectations.push({ invariant: 'one-terminal-state', jobIds: [], detail: `a ${label} store file failed unclearly: ${(error as Error).message}` });
+      expectations.push({
+        invariant: 'one-terminal-state',
+        jobIds: [],
+        detail: `a ${label} store file failed unclearly: ${(error as Error).message}`,
+      });
     }
   }
 }

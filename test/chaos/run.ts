@@ -28,7 +28,14 @@ export async function runCase(chaosCase: ChaosCase, kind: StoreKind, seed: numbe
     const outcome = await chaosCase.run(env, seededRandom(seed));
     await env.waitQuiet(chaosCase.quietTimeoutMs ?? 60_000);
     const violations: Violation[] = [...checkHistory(await env.history()), ...outcome.expectations];
-    return { case: chaosCase.name, store: kind, jobs: env.accepted.length, faults: outcome.faults, violations, durationMs: Date.now() - startedAt };
+    return {
+      case: chaosCase.name,
+      store: kind,
+      jobs: env.accepted.length,
+      faults: outcome.faults,
+      violations,
+      durationMs: Date.now() - startedAt,
+    };
   } finally {
     await env.close();
   }
@@ -53,11 +60,16 @@ async function main(): Promise<void> {
     .option('--json', 'print the results as one JSON object')
     .option('--store <kind>', 'sqlite, postgres or all', 'all')
     .option('--case <text>', 'run only cases whose name contains this text')
-    .option('--seed <number>', 'seed of the random kill schedules', (value) => {
-      const parsed = Number(value);
-      if (!Number.isInteger(parsed)) throw new InvalidArgumentError(`"${value}" is not an integer.`);
-      return parsed;
-    }, 1)
+    .option(
+      '--seed <number>',
+      'seed of the random kill schedules',
+      (value) => {
+        const parsed = Number(value);
+        if (!Number.isInteger(parsed)) throw new InvalidArgumentError(`"${value}" is not an integer.`);
+        return parsed;
+      },
+      1,
+    )
     .parse();
   const options = program.opts<{ quick?: boolean; json?: boolean; store: string; case?: string; seed: number }>();
   if (!['sqlite', 'postgres', 'all'].includes(options.store)) {
@@ -109,14 +121,22 @@ async function main(): Promise<void> {
 }
 
 function progressLine(report: CaseReport): string {
-  const verdict = report.violations.length === 0 ? 'ok' : `${report.violations.length} VIOLATIONS: ${report.violations.map((violation) => `${violation.invariant} (${violation.detail})`).join('; ')}`;
+  const verdict =
+    report.violations.length === 0
+      ? 'ok'
+      : `${report.violations.length} VIOLATIONS: ${report.violations.map((violation) => `${violation.invariant} (${violation.detail})`).join('; ')}`;
   return `[${report.store}] ${report.case}: ${report.jobs} jobs, ${report.faults} faults, ${verdict} in ${(report.durationMs / 1000).toFixed(1)} s`;
 }
 
 export function formatTable(reports: readonly CaseReport[]): string {
-  const rows = [['case', 'store', 'jobs', 'faults', 'violations'], ...reports.map((report) => [report.case, report.store, String(report.jobs), String(report.faults), String(report.violations.length)])];
+  const rows = [
+    ['case', 'store', 'jobs', 'faults', 'violations'],
+    ...reports.map((report) => [report.case, report.store, String(report.jobs), String(report.faults), String(report.violations.length)]),
+  ];
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  const lines = rows.map((row) => row.map((cell, column) => (column >= 2 ? cell.padStart(widths[column]!) : cell.padEnd(widths[column]!))).join('  '));
+  const lines = rows.map((row) =>
+    row.map((cell, column) => (column >= 2 ? cell.padStart(widths[column]!) : cell.padEnd(widths[column]!))).join('  '),
+  );
   lines.splice(1, 0, widths.map((width) => '-'.repeat(width)).join('  '));
   const total = reports.reduce((sum, report) => sum + report.violations.length, 0);
   lines.push('', `${reports.length} cases, ${total} violations`);

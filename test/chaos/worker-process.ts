@@ -35,7 +35,14 @@ const clock = () => {
 };
 
 const store = await openStore(config.store, { clock });
-const transport = createTransport({ host: '127.0.0.1', port: config.smtpPort, secure: false, ignoreTLS: true, pool: true, maxConnections: 4 });
+const transport = createTransport({
+  host: '127.0.0.1',
+  port: config.smtpPort,
+  secure: false,
+  ignoreTLS: true,
+  pool: true,
+  maxConnections: 4,
+});
 const worker = new Worker({
   store,
   jobs: [chaosJob(config, { transport, lookupUrl: config.lookupUrl })],
@@ -45,7 +52,10 @@ const worker = new Worker({
   sweepIntervalMs: config.sweepIntervalMs,
   shutdownGraceMs: config.shutdownGraceMs,
   clock,
-  logger: pino({ level: 'warn', base: { workerId: config.workerId } }, pino.destination({ dest: config.logFile, append: true, sync: false })),
+  logger: pino(
+    { level: 'warn', base: { workerId: config.workerId } },
+    pino.destination({ dest: config.logFile, append: true, sync: false }),
+  ),
 });
 
 process.on('SIGTERM', () => {

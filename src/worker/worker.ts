@@ -7,6 +7,7 @@ import { ConfigurationError, LeaseLostError, ShutdownError, toError } from '../c
 import { VouchEventEmitter } from '../core/events.js';
 import { failpoint } from '../core/failpoints.js';
 import { DEFAULT_LEASE_MS, type JobDefinition } from '../core/job-definition.js';
+import { errorForLog } from '../core/log-error.js';
 import { createDefaultLogger } from '../core/logger.js';
 import type { Lease, LeasedJob, Store } from '../core/store.js';
 import { WakeSignal } from './wake-signal.js';
@@ -163,7 +164,7 @@ export class Worker extends VouchEventEmitter {
         failures += 1;
         const error = toError(thrown);
         const retryInMs = Math.min(this.pollIntervalMs * 2 ** Math.min(failures - 1, 6), 30_000);
-        this.logger.error({ err: error, queue, failures, retryInMs }, 'leasing failed; retrying');
+        this.logger.error({ err: errorForLog(error), queue, failures, retryInMs }, 'leasing failed; retrying');
         this.emit('worker:error', { loop: 'lease', error });
         await signal.wait(retryInMs);
         continue;
@@ -196,7 +197,7 @@ export class Worker extends VouchEventEmitter {
         // The outcome could not be written; the lease will expire and the sweep recovers the job.
         const error = toError(thrown);
         this.logger.error(
-          { err: error, jobId, attempt: leased.lease.attempt, leaseToken: leased.lease.token },
+          { err: errorForLog(error), jobId, attempt: leased.lease.attempt, leaseToken: leased.lease.token },
           'could not record the outcome of an attempt; its job will be recovered when the lease expires',
         );
         this.emit('worker:error', { loop: 'commit', error });
@@ -231,7 +232,7 @@ export class Worker extends VouchEventEmitter {
       }
     } catch (thrown) {
       const error = toError(thrown);
-      this.logger.error({ err: error, leases: attempts.length }, 'heartbeat failed');
+      this.logger.error({ err: errorForLog(error), leases: attempts.length }, 'heartbeat failed');
       this.emit('worker:error', { loop: 'heartbeat', error });
       // Without a renewal the store will expire these leases; stop trusting them at the same moment.
       for (const attempt of attempts) {
@@ -271,7 +272,7 @@ export class Worker extends VouchEventEmitter {
       if (recovered.length > 0) this.wake(null);
     } catch (thrown) {
       const error = toError(thrown);
-      this.logger.error({ err: error }, 'sweep failed');
+      this.logger.error({ err: errorForLog(error) }, 'sweep failed');
       this.emit('worker:error', { loop: 'sweep', error });
     } finally {
       this.sweeping = false;

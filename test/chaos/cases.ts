@@ -1,4 +1,5 @@
 import type { FailpointName } from '../../src/core/failpoints.js';
+import type { PgCluster } from '../support/pg-cluster.js';
 import type { Violation } from './checker.js';
 import type { ChaosEnvironment, EnvironmentSettings, RunningWorker, StoreKind } from './environment.js';
 
@@ -15,6 +16,8 @@ export interface ChaosCase {
   /** Part of the quick subset that runs inside `npm test`. */
   quick: boolean;
   settings?: Partial<EnvironmentSettings>;
+  /** Runs on a throwaway PostgreSQL cluster (env.cluster) that the case may stop, restart or kill. */
+  needsCluster?: boolean;
   /** Longest the case may take to become quiet, in milliseconds. */
   quietTimeoutMs?: number;
   run(env: ChaosEnvironment, random: () => number): Promise<CaseOutcome>;
@@ -250,6 +253,52 @@ const poison: ChaosCase = {
   },
 };
 
+/** The database goes away in the middle of a run and comes back; workers must reconnect and finish every job. */
+function databaseOutage(name: string, outage: (cluster: PgCluster) => Promise<void>): ChaosCase {
+  return {
+    name,
+    stores: ['postgres'],
+    quick: false,
+    needsCluster: true,
+    quietTimeoutMs: 90_000,
+    async run(env) {
+      const cluster = env.cluster as PgCluster;
+      await env.enqueue(200, 'slow', { ms: 100 });
+      await env.startWorker({ concurrency: 4 });
+      await env.startWorker({ concurrency: 4 });
+      await sleep(800);
+      const before = await env.store.countByState();
+      await outage(cluster);
+      const expectations: Violation[] = [];
+      if (before.completed === 0 || before.available + before.running === 0) {
+        expectations.push({
+          invariant: 'one-terminal-state',
+          jobIds: [],
+          detail: `the outage did not land during work (${before.completed} completed, ${before.available + before.running} waiting or running)`,
+        });
+      }
+      return { faults: 1, expectations };
+    },
+  };
+}
+
+const restart = databaseOutage('database restarted mid-run', (cluster) => cluster.restart());
+const killed = databaseOutage('database killed with SIGKILL mid-run', async (cluster) => {
+  cluster.kill9();
+  await sleep(1000);
+  await cluster.start();
+});
+const dropped = databaseOutage('connections dropped mid-run', async (cluster) => {
+  const { default: pg } = await import('pg');
+  const admin = new pg.Client({ connectionString: cluster.url() });
+  await admin.connect();
+  // Ends every other session: the workers' pools and listeners, and the store the case reads through.
+  await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = $1', [
+    'client backend',
+  ]);
+  await admin.end();
+});
+
 export const CASES: readonly ChaosCase[] = [
   ...KILL_POINTS.map(killAt),
   randomKills,
@@ -260,6 +309,9 @@ export const CASES: readonly ChaosCase[] = [
   enqueueRace,
   delayedAcrossRestart,
   poison,
+  restart,
+  killed,
+  dropped,
 ];
 
 function sleep(ms: number): Promise<void> {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type SmtpSink, startSmtpSink } from '../../examples/crash-demo/smtp-sink.js';
 import { Client, openStore, type Store } from '../../src/index.js';
+import type { PgCluster } from '../support/pg-cluster.js';
 import { CHAOS_JOB, type ChaosPayload, chaosIdempotencyKey, chaosJob, chaosMessageId } from './chaos-job.js';
 import type { AcceptedJob, History } from './history.js';
 import { readStoreHistory } from './history.js';
@@ -60,16 +61,25 @@ export class ChaosEnvironment {
     readonly settings: EnvironmentSettings,
     private readonly folder: string,
     private readonly schema: string | null,
+    private readonly postgresUrl: string,
   ) {}
 
-  static async create(kind: StoreKind, overrides: Partial<EnvironmentSettings> = {}): Promise<ChaosEnvironment> {
+  /** A throwaway PostgreSQL cluster the case may stop, restart or kill; set for cases that ask for one. */
+  cluster: PgCluster | null = null;
+
+  /** `postgresUrl` selects another PostgreSQL server, such as a throwaway cluster. */
+  static async create(
+    kind: StoreKind,
+    overrides: Partial<EnvironmentSettings> = {},
+    postgresUrl = POSTGRES_URL,
+  ): Promise<ChaosEnvironment> {
     const settings = { ...DEFAULT_SETTINGS, ...overrides };
     const folder = mkdtempSync(join(tmpdir(), 'vouch-chaos-'));
     const schema = kind === 'postgres' ? `chaos_${randomBytes(4).toString('hex')}` : null;
-    const location = kind === 'postgres' ? `${POSTGRES_URL}?schema=${schema}` : join(folder, 'jobs.db');
+    const location = kind === 'postgres' ? `${postgresUrl}?schema=${schema}` : join(folder, 'jobs.db');
     const store = await openStore(location);
     const sink = await startSmtpSink();
-    return new ChaosEnvironment(kind, location, store, sink, settings, folder, schema);
+    return new ChaosEnvironment(kind, location, store, sink, settings, folder, schema, postgresUrl);
   }
 
   get client(): Client {
@@ -225,9 +235,9 @@ export class ChaosEnvironment {
     await Promise.all(this.workers.map((worker) => worker.exited));
     await this.store.close();
     await this.sink.close();
-    if (this.schema) {
+    if (this.schema && this.cluster === null) {
       const { default: pg } = await import('pg');
-      const client = new pg.Client({ connectionString: POSTGRES_URL });
+      const client = new pg.Client({ connectionString: this.postgresUrl });
       await client.connect();
       await client.query(`DROP SCHEMA IF EXISTS "${this.schema}" CASCADE`);
       await client.end();

@@ -5,9 +5,10 @@
  *   npm run chaos [-- --quick] [--json] [--store sqlite|postgres|all] [--case TEXT] [--seed N]
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { PgCluster } from '../support/pg-cluster.js';
 import { CASES, type ChaosCase } from './cases.js';
 import { checkHistory, type Violation } from './checker.js';
-import { ChaosEnvironment, type StoreKind } from './environment.js';
+import { ChaosEnvironment, POSTGRES_URL, type StoreKind } from './environment.js';
 import { HOSTILE_CASES } from './hostile.js';
 import { postgresAvailable } from './postgres-check.js';
 
@@ -23,7 +24,12 @@ export interface CaseReport {
 /** Runs one case on one store and checks its history. */
 export async function runCase(chaosCase: ChaosCase, kind: StoreKind, seed: number): Promise<CaseReport> {
   const startedAt = Date.now();
-  const env = await ChaosEnvironment.create(kind, chaosCase.settings);
+  const cluster = chaosCase.needsCluster ? await PgCluster.create() : null;
+  const env = await ChaosEnvironment.create(kind, chaosCase.settings, cluster?.url() ?? POSTGRES_URL).catch(async (error: unknown) => {
+    await cluster?.destroy();
+    throw error;
+  });
+  env.cluster = cluster;
   try {
     const outcome = await chaosCase.run(env, seededRandom(seed));
     await env.waitQuiet(chaosCase.quietTimeoutMs ?? 60_000);
@@ -37,7 +43,9 @@ export async function runCase(chaosCase: ChaosCase, kind: StoreKind, seed: numbe
       durationMs: Date.now() - startedAt,
     };
   } finally {
-    await env.close();
+    // A restarted cluster may still be coming up; the store's connections can fail to close cleanly then.
+    await env.close().catch((error: unknown) => console.error(`closing the chaos environment failed: ${(error as Error).message}`));
+    await cluster?.destroy();
   }
 }
 

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { VouchError } from '../../core/errors.js';
 import { failpoint } from '../../core/failpoints.js';
+import { errorForLog } from '../../core/log-error.js';
 import type { Completion, Lease } from '../../core/store.js';
 import { isConnectionError, rollbackQuietly, withClient } from './connection.js';
 import { CLOCK_NOW, type SchemaNames, Statement } from './sql.js';
@@ -118,7 +119,7 @@ export async function commitAttempt(
     release();
     const committed = await findOutCommit(pool, statements, lease, error as Error);
     logger.warn(
-      { jobId: lease.jobId, attempt: lease.attempt, leaseToken: lease.token, committed, err: error },
+      { jobId: lease.jobId, attempt: lease.attempt, leaseToken: lease.token, committed, err: errorForLog(error) },
       committed
         ? 'the connection dropped during commit; the commit had landed'
         : 'the connection dropped during commit; the commit did not land and its writes were rolled back',

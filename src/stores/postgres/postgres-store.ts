@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Clock } from '../../core/clock.js';
 import { ConfigurationError, VouchError } from '../../core/errors.js';
+import { errorForLog } from '../../core/log-error.js';
 import { createDefaultLogger } from '../../core/logger.js';
 import type { JobState } from '../../core/states.js';
 import type {
@@ -153,7 +154,9 @@ export class PostgresStore implements Store<PostgresTransaction> {
       this.pool = new pg.Pool({ ...listenConfig, max: poolSize });
       this.ownsPool = true;
       // pg reports a connection lost while idle in the pool here; without a listener it would crash the process.
-      this.pool.on('error', (error) => this.logger.warn({ err: error }, 'an idle database connection was lost; the pool replaces it'));
+      this.pool.on('error', (error) =>
+        this.logger.warn({ err: errorForLog(error) }, 'an idle database connection was lost; the pool replaces it'),
+      );
     }
 
     this.sql = {

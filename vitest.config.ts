@@ -1,6 +1,11 @@
 import { defineConfig } from 'vitest/config';
 
+// Runs on another Node major (scripts/test-node.sh) need a better-sqlite3 compiled for that major;
+// VOUCH_BETTER_SQLITE3 names its package folder.
+const betterSqlite3 = process.env.VOUCH_BETTER_SQLITE3;
+
 export default defineConfig({
+  ...(betterSqlite3 ? { resolve: { alias: { 'better-sqlite3': betterSqlite3 } } } : {}),
   test: {
     include: ['test/**/*.test.ts'],
     testTimeout: 60_000,

@@ -167,7 +167,7 @@ async function settleError(
       return 'lease_lost';
     }
     if (reason instanceof InvalidPayloadError) deps.events.emit('payload:rejected', { ...ref, error: why });
-    logger.error({ err: errorForLog(reason), maxAttempts }, 'job failed');
+    logger.error({ error: errorForLog(reason), maxAttempts }, 'job failed');
     deps.events.emit('job:failed', { ...ref, error: why });
     return 'failed';
   }
@@ -178,7 +178,7 @@ async function settleError(
     await reportLeaseLost(deps, ref, logger, 'scheduling the retry changed no row');
     return 'lease_lost';
   }
-  logger.warn({ err: errorForLog(reason), retryAt, maxAttempts }, 'attempt errored; job will retry');
+  logger.warn({ error: errorForLog(reason), retryAt, maxAttempts }, 'attempt errored; job will retry');
   deps.events.emit('job:retry', { ...ref, error: description, retryAt });
   return 'retry';
 }
@@ -190,7 +190,7 @@ async function reportLeaseLost(deps: AttemptDependencies, ref: AttemptRef, logge
     await deps.store.abandonLease({ jobId: ref.jobId, attempt: ref.attempt, token: ref.leaseToken }, reason);
   } catch (error) {
     // The sweep recovers the job anyway once its lease expires; this only makes recovery faster.
-    logger.error({ err: errorForLog(error) }, 'could not close the attempt that lost its lease');
+    logger.error({ error: errorForLog(error) }, 'could not close the attempt that lost its lease');
   }
 }
 

@@ -9,7 +9,8 @@ export interface LoggedError {
 
 /**
  * Reduces an error to its type, message, code, stack and cause before it is
- * logged. Errors from drivers and HTTP clients carry their connection or
+ * logged, under the key `error` (pino's own serializer for `err` would
+ * replace `type` with "Object"). Errors from drivers and HTTP clients carry their connection or
  * request as enumerable fields (the pg client with its statements, a request
  * with its headers), which would put secrets and kilobytes of state in every
  * log line.

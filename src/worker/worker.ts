@@ -164,7 +164,7 @@ export class Worker extends VouchEventEmitter {
         failures += 1;
         const error = toError(thrown);
         const retryInMs = Math.min(this.pollIntervalMs * 2 ** Math.min(failures - 1, 6), 30_000);
-        this.logger.error({ err: errorForLog(error), queue, failures, retryInMs }, 'leasing failed; retrying');
+        this.logger.error({ error: errorForLog(error), queue, failures, retryInMs }, 'leasing failed; retrying');
         this.emit('worker:error', { loop: 'lease', error });
         await signal.wait(retryInMs);
         continue;
@@ -197,7 +197,7 @@ export class Worker extends VouchEventEmitter {
         // The outcome could not be written; the lease will expire and the sweep recovers the job.
         const error = toError(thrown);
         this.logger.error(
-          { err: errorForLog(error), jobId, attempt: leased.lease.attempt, leaseToken: leased.lease.token },
+          { error: errorForLog(error), jobId, attempt: leased.lease.attempt, leaseToken: leased.lease.token },
           'could not record the outcome of an attempt; its job will be recovered when the lease expires',
         );
         this.emit('worker:error', { loop: 'commit', error });
@@ -232,7 +232,7 @@ export class Worker extends VouchEventEmitter {
       }
     } catch (thrown) {
       const error = toError(thrown);
-      this.logger.error({ err: errorForLog(error), leases: attempts.length }, 'heartbeat failed');
+      this.logger.error({ error: errorForLog(error), leases: attempts.length }, 'heartbeat failed');
       this.emit('worker:error', { loop: 'heartbeat', error });
       // Without a renewal the store will expire these leases; stop trusting them at the same moment.
       for (const attempt of attempts) {
@@ -272,7 +272,7 @@ export class Worker extends VouchEventEmitter {
       if (recovered.length > 0) this.wake(null);
     } catch (thrown) {
       const error = toError(thrown);
-      this.logger.error({ err: errorForLog(error) }, 'sweep failed');
+      this.logger.error({ error: errorForLog(error) }, 'sweep failed');
       this.emit('worker:error', { loop: 'sweep', error });
     } finally {
       this.sweeping = false;

@@ -119,7 +119,7 @@ export async function commitAttempt(
     release();
     const committed = await findOutCommit(pool, statements, lease, error as Error);
     logger.warn(
-      { jobId: lease.jobId, attempt: lease.attempt, leaseToken: lease.token, committed, err: errorForLog(error) },
+      { jobId: lease.jobId, attempt: lease.attempt, leaseToken: lease.token, committed, error: errorForLog(error) },
       committed
         ? 'the connection dropped during commit; the commit had landed'
         : 'the connection dropped during commit; the commit did not land and its writes were rolled back',

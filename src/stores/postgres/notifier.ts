@@ -75,7 +75,7 @@ export class Notifier {
     const ceiling = Math.min(this.backoff.minMs * 2 ** Math.min(this.failures - 1, 20), this.backoff.maxMs);
     const delayMs = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
     this.logger.warn(
-      { err: errorForLog(error), channel: this.channel, failures: this.failures, retryInMs: delayMs },
+      { error: errorForLog(error), channel: this.channel, failures: this.failures, retryInMs: delayMs },
       'lost the connection that listens for wake-ups; polling until it is back',
     );
     this.timer = setTimeout(() => void this.connect(), delayMs);

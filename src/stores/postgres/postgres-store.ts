@@ -155,7 +155,7 @@ export class PostgresStore implements Store<PostgresTransaction> {
       this.ownsPool = true;
       // pg reports a connection lost while idle in the pool here; without a listener it would crash the process.
       this.pool.on('error', (error) =>
-        this.logger.warn({ err: errorForLog(error) }, 'an idle database connection was lost; the pool replaces it'),
+        this.logger.warn({ error: errorForLog(error) }, 'an idle database connection was lost; the pool replaces it'),
       );
     }
 

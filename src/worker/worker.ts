@@ -10,6 +10,7 @@ import { DEFAULT_LEASE_MS, type JobDefinition } from '../core/job-definition.js'
 import { errorForLog } from '../core/log-error.js';
 import { createDefaultLogger } from '../core/logger.js';
 import type { Lease, LeasedJob, Store } from '../core/store.js';
+import { traceAttempt } from '../core/tracing.js';
 import { WakeSignal } from './wake-signal.js';
 import type { WorkerOptions } from './worker-options.js';
 
@@ -192,7 +193,8 @@ export class Worker extends VouchEventEmitter {
       clock: this.clock,
     };
     const jobId = leased.job.id;
-    const done = runAttempt(deps, leased, controller)
+    const ref = { jobId, name: leased.job.name, queue: leased.job.queue, attempt: leased.lease.attempt, leaseToken: leased.lease.token };
+    const done = traceAttempt(ref, () => runAttempt(deps, leased, controller))
       .catch((thrown: unknown): undefined => {
         // The outcome could not be written; the lease will expire and the sweep recovers the job.
         const error = toError(thrown);

@@ -1,0 +1,35 @@
+import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import type { AttemptResult } from './attempt.js';
+import type { AttemptRef } from './events.js';
+
+const tracer = trace.getTracer('vouch');
+
+const FAILED_RESULTS: ReadonlySet<AttemptResult> = new Set(['retry', 'failed', 'lease_lost']);
+
+/**
+ * Runs one attempt inside an OpenTelemetry span named `vouch.attempt <job name>`, so
+ * the handler's own spans (HTTP calls, queries) nest under it. Without a
+ * registered tracer provider the API hands out no-op spans.
+ */
+export function traceAttempt(ref: AttemptRef, run: () => Promise<AttemptResult>): Promise<AttemptResult> {
+  const attributes = {
+    'vouch.job.id': ref.jobId,
+    'vouch.job.name': ref.name,
+    'vouch.queue': ref.queue,
+    'vouch.attempt': ref.attempt,
+  };
+  return tracer.startActiveSpan(`vouch.attempt ${ref.name}`, { kind: SpanKind.CONSUMER, attributes }, async (span) => {
+    try {
+      const result = await run();
+      span.setAttribute('vouch.attempt.result', result);
+      if (FAILED_RESULTS.has(result)) span.setStatus({ code: SpanStatusCode.ERROR, message: result });
+      return result;
+    } catch (error) {
+      span.recordException(error instanceof Error ? error : String(error));
+      span.setStatus({ code: SpanStatusCode.ERROR });
+      throw error;
+    } finally {
+      span.end();
+    }
+  });
+}

@@ -24,3 +24,8 @@ export type AttemptOutcome = 'succeeded' | 'verified' | 'errored' | 'abandoned' 
 export function isTerminal(state: JobState): boolean {
   return TERMINAL_STATES.includes(state);
 }
+
+/** A count of zero for every state, for stores to fill in. */
+export function emptyStateCounts(): Record<JobState, number> {
+  return { scheduled: 0, available: 0, running: 0, retryable: 0, completed: 0, failed: 0, cancelled: 0 };
+}

@@ -5,6 +5,7 @@
  *   npm run chaos [-- --quick] [--json] [--store sqlite|postgres|all] [--case TEXT] [--seed N]
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { seededRandom } from '../../examples/crash-demo/supervisor.js';
 import { PgCluster } from '../support/pg-cluster.js';
 import { CASES, type ChaosCase } from './cases.js';
 import { checkHistory, type Violation } from './checker.js';
@@ -47,18 +48,6 @@ export async function runCase(chaosCase: ChaosCase, kind: StoreKind, seed: numbe
     await env.close().catch((error: unknown) => console.error(`closing the chaos environment failed: ${(error as Error).message}`));
     await cluster?.destroy();
   }
-}
-
-/** A small deterministic generator (mulberry32), so a seed replays the same kill schedule. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 async function main(): Promise<void> {

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { seededRandom } from '../../examples/crash-demo/supervisor.js';
 import type { AttemptRecord } from '../../src/core/store.js';
 import { FaultBed } from '../support/fault-bed.js';
 import type { FixtureProcess, ProcessExit } from '../support/processes.js';
@@ -27,7 +28,7 @@ describe('fault: random SIGKILLs of several workers under load', () => {
 
   it(`loses no job and repeats no effect across ${JOBS} jobs, ${WORKERS} workers and a kill every ~300 ms`, async () => {
     const jobIds = await bed.enqueue(JOBS, { sleepMs: 150 });
-    const random = mulberry32(SEED);
+    const random = seededRandom(SEED);
     const everyone: FixtureProcess[] = [];
     const spawn = () => {
       const worker = bed.spawnWorker(`worker-${everyone.length + 1}`, { concurrency: 4 });
@@ -93,16 +94,4 @@ function recoveryDeadline(expiry: number, lifetimes: readonly { started: number;
     .filter((candidate) => candidate.from + window <= candidate.ended)
     .map((candidate) => candidate.from);
   return Math.min(...starts) + window;
-}
-
-/** A small seeded PRNG, so a failing schedule can be replayed. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -4,7 +4,7 @@ import type { Clock } from '../../core/clock.js';
 import { ConfigurationError, VouchError } from '../../core/errors.js';
 import { errorForLog } from '../../core/log-error.js';
 import { createDefaultLogger } from '../../core/logger.js';
-import type { JobState } from '../../core/states.js';
+import { emptyStateCounts, type JobState } from '../../core/states.js';
 import type {
   AttemptRecord,
   AuditFindings,
@@ -284,15 +284,7 @@ export class PostgresStore implements Store<PostgresTransaction> {
   }
 
   async countByState(): Promise<Record<JobState, number>> {
-    const counts: Record<JobState, number> = {
-      scheduled: 0,
-      available: 0,
-      running: 0,
-      retryable: 0,
-      completed: 0,
-      failed: 0,
-      cancelled: 0,
-    };
+    const counts = emptyStateCounts();
     const { rows } = await this.run(() => this.sql.inspect.countByState.run(this.pool, []));
     for (const row of rows) counts[row.state] = row.count;
     return counts;

@@ -2,7 +2,7 @@ import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { type Clock, systemClock } from '../../core/clock.js';
 import { ConfigurationError, VouchError } from '../../core/errors.js';
 import { failpoint } from '../../core/failpoints.js';
-import { type JobState, PENDING_STATES } from '../../core/states.js';
+import { emptyStateCounts, type JobState, PENDING_STATES } from '../../core/states.js';
 import type {
   AttemptRecord,
   AuditFindings,
@@ -338,15 +338,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
   }
 
   async countByState(): Promise<Record<JobState, number>> {
-    const counts: Record<JobState, number> = {
-      scheduled: 0,
-      available: 0,
-      running: 0,
-      retryable: 0,
-      completed: 0,
-      failed: 0,
-      cancelled: 0,
-    };
+    const counts = emptyStateCounts();
     const rows = this.statement('SELECT state, count(*) AS count FROM vouch_jobs GROUP BY state').all() as {
       state: JobState;
       count: number;

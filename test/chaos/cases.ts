@@ -1,5 +1,6 @@
 import type { FailpointName } from '../../src/core/failpoints.js';
 import type { PgCluster } from '../support/pg-cluster.js';
+import { chaosIdempotencyKey, chaosMessageId } from './chaos-job.js';
 import type { Violation } from './checker.js';
 import type { ChaosEnvironment, EnvironmentSettings, RunningWorker, StoreKind } from './environment.js';
 
@@ -232,6 +233,9 @@ const poison: ChaosCase = {
   async run(env) {
     const [permanent] = await env.enqueue(1, 'permanent');
     const [never] = await env.enqueue(1, 'never');
+    // Settles, but only after its timeout: the late effect must be refused, because the attempt no longer holds its lease.
+    const lateNumber = env.accepted.length + 1;
+    const [late] = await env.enqueue(1, 'slow', { ms: 800 });
     const good = await env.enqueue(10);
     await env.startWorker({ concurrency: 2 });
     const expectations: Violation[] = [];
@@ -248,8 +252,19 @@ const poison: ChaosCase = {
     };
     await expect(permanent as string, 'failed', /PermanentError/, 1);
     await expect(never as string, 'failed', /timed out/, 2);
+    await expect(late as string, 'failed', /timed out/, 2);
+    // Wait past the late handler's wake-up: its effect must not reach the sink.
+    await sleep(900);
+    const lateEmails = env.sink.count(chaosMessageId(chaosIdempotencyKey(lateNumber)));
+    if (lateEmails !== 0) {
+      expectations.push({
+        invariant: 'effect-has-job',
+        jobIds: [late as string],
+        detail: `a timed-out attempt still sent ${lateEmails} email(s)`,
+      });
+    }
     for (const id of good) await expect(id, 'completed', /^$/, 1);
-    return { faults: 2, expectations };
+    return { faults: 3, expectations };
   },
 };
 

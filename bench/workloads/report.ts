@@ -49,6 +49,8 @@ class Tables {
     private readonly systems: readonly SystemSpec[],
     /** Ratios are taken against vouch on SQLite under Node 22, the runtime the peers run on. */
     private readonly reference: string,
+    /** PostgreSQL-backed rows also get a ratio to vouch on PostgreSQL, when it ran. */
+    private readonly postgresReference: string | undefined,
     private readonly capNote: Map<string, string>,
   ) {}
 
@@ -68,7 +70,12 @@ class Tables {
           cell.bound === 'over' && !Number.isFinite(cell.value)
             ? `> ${this.capNote.get(workload) ?? 'cap'}`
             : format(cell.value, column.unit);
-        return `${shown}${mark}${spec.id === this.reference ? '' : ratio(cell.value, reference?.value)}`;
+        const postgres =
+          this.postgresReference && spec.store === 'postgres' && !spec.vouch
+            ? this.results.median(workload, this.postgresReference, column.point, column.metric)
+            : undefined;
+        const second = postgres ? ratio(cell.value, postgres.value).replace(' (', ' (PG ') : '';
+        return `${shown}${mark}${spec.id === this.reference ? '' : ratio(cell.value, reference?.value)}${second}`;
       });
       this.lines.push(`| ${spec.label} | ${cells.join(' | ')} |`);
     }
@@ -190,14 +197,15 @@ export function render(run: Run, systems: readonly SystemSpec[], environment: En
     [LATENCY, 'run'],
     [RECOVERY, `${config.recovery.capMs / 1000} s`],
   ]);
-  const t = new Tables(run.results, systems, reference, caps);
+  const postgresReference = systems.find((s) => s.kind === 'vouch-postgres' && s.runtime === 'node22')?.id;
+  const t = new Tables(run.results, systems, reference, postgresReference, caps);
   const out = t.lines;
   out.push(
     '# vouch benchmark results',
     '',
     `Written by \`${environment.command}\` on ${environment.started}, in ${(environment.durationS / 60).toFixed(1)} minutes.`,
     `${config.quick ? 'Quick run: small counts and one repetition; figures are indicative only.' : `Median of ${config.repetitions} repetitions; systems interleaved round-robin in each repetition.`}`,
-    'Every figure in parentheses is its ratio to vouch on SQLite under Node 22, the runtime every peer runs on.',
+    'Every figure in parentheses is its ratio to vouch on SQLite under Node 22, the runtime every peer runs on; rows of PostgreSQL peers add their ratio to vouch on PostgreSQL (PG).',
     '† the drain did not finish within its time cap; the rate is over the jobs completed by then.',
     '',
     '## Machine',
@@ -234,12 +242,10 @@ export function render(run: Run, systems: readonly SystemSpec[], environment: En
   const concurrencies = config.drain.concurrencies;
   t.table(
     `1. No-op jobs: ${config.drain.count.toLocaleString('en-US')} enqueued in bulk, then drained by one worker process`,
-    `Jobs/s. Enqueue: one bulk call into a fresh store. Drain: from the first job's start until the store records the last completed, capped at ${config.drain.capMs / 1000} s.`,
+    `Jobs/s. Enqueue: one bulk call into a fresh store, the median over the drains at every concurrency. Drain: from the first job's start until the store records the last completed, capped at ${config.drain.capMs / 1000} s.`,
     NOOP,
     [
-      ...concurrencies
-        .map((c) => ({ point: `c=${c}`, metric: 'enqueue', header: `enqueue (c=${c} run)`, unit: 'rate' as const }))
-        .slice(0, 1),
+      { point: 'bulk', metric: 'enqueue', header: 'enqueue', unit: 'rate' as const },
       ...concurrencies.map((c) => ({ point: `c=${c}`, metric: 'drain', header: `drain c=${c}`, unit: 'rate' as const })),
     ],
   );

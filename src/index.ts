@@ -6,6 +6,7 @@ export {
   AttemptTimeoutError,
   ConfigurationError,
   InvalidPayloadError,
+  InvalidResultError,
   LeaseLostError,
   PermanentError,
   ShutdownError,

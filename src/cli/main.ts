@@ -57,7 +57,7 @@ program
     const store = await openStore(options.store, { migrate: false });
     try {
       await store.migrate();
-      console.log('schema is up to date');
+      console.log('the vouch schema is created or upgraded to the newest version');
     } finally {
       await store.close();
     }

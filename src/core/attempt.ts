@@ -6,6 +6,7 @@ import {
   AttemptTimeoutError,
   describeError,
   InvalidPayloadError,
+  InvalidResultError,
   LeaseLostError,
   PermanentError,
   ShutdownError,
@@ -18,7 +19,7 @@ import { failpoint } from './failpoints.js';
 import type { JobContext, PreviousAttempt } from './job-context.js';
 import type { JobDefinition } from './job-definition.js';
 import { errorForLog } from './log-error.js';
-import { serializeJson, validatePayload } from './payload.js';
+import { serializeResult, validatePayload } from './payload.js';
 import type { LeasedJob, Store } from './store.js';
 
 export interface AttemptDependencies {
@@ -50,7 +51,7 @@ export async function runAttempt(deps: AttemptDependencies, leased: LeasedJob, c
     const definition = deps.definitions.get(job.name);
     if (!definition) {
       throw new UnknownJobError(
-        `no job definition named "${job.name}" is registered with worker; register it in the worker's jobs, or deploy a worker that has it`,
+        `no job definition named "${job.name}" is registered with this worker; add it to the worker's jobs, or deploy workers that have it before enqueueing it`,
       );
     }
     const payload = await decodePayload(definition, job.payload);
@@ -100,7 +101,7 @@ export async function runAttempt(deps: AttemptDependencies, leased: LeasedJob, c
     if (controller.signal.aborted) throw controller.signal.reason;
     clearTimeout(timer);
 
-    const resultJson = serializeJson(job.name, 'result', result ?? null);
+    const resultJson = serializeResult(job.name, 'result', result ?? null);
     // Failpoint: every effect is recorded done and the job is not committed yet.
     await failpoint('after-ledger-before-commit');
     const committed = await deps.store.commit(lease, { resultJson, outcome, writes });
@@ -154,7 +155,7 @@ async function settleError(
   }
 
   const description = describeError(reason);
-  const permanent = reason instanceof PermanentError || reason instanceof InvalidPayloadError;
+  const permanent = reason instanceof PermanentError || reason instanceof InvalidPayloadError || reason instanceof InvalidResultError;
   const maxAttempts = job.maxAttempts || DEFAULT_MAX_ATTEMPTS;
   const exhausted = lease.attempt >= maxAttempts;
   const definition = deps.definitions.get(job.name);

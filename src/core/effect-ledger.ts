@@ -3,7 +3,7 @@ import { LeaseLostError, VouchError } from './errors.js';
 import type { AttemptRef, VouchEventEmitter } from './events.js';
 import { failpoint } from './failpoints.js';
 import { type EffectOptions, idempotencyKeyFor } from './job-context.js';
-import { serializeJson } from './payload.js';
+import { serializeResult } from './payload.js';
 import type { EffectRecord, EffectResolution, Lease, Store } from './store.js';
 
 /**
@@ -66,7 +66,7 @@ export class EffectLedger {
     const result = await fn(idempotencyKey);
     // Failpoint: the effect happened and the ledger does not know yet; a crash here leaves it in doubt.
     await failpoint('after-effect-before-ledger');
-    const resultJson = serializeJson(this.ref.name, `result of effect "${name}"`, result ?? null);
+    const resultJson = serializeResult(this.ref.name, `result of effect "${name}"`, result ?? null);
     await this.store.recordEffectDone(this.lease, { name, resultJson, resolution });
     this.known.set(name, this.doneRecord(name, idempotencyKey, result, resolution));
     return result;
@@ -91,7 +91,7 @@ export class EffectLedger {
       this.reportInDoubt(name, idempotencyKey, 'rerun');
       return { found: false };
     }
-    const resultJson = serializeJson(this.ref.name, `result of effect "${name}"`, check.result ?? null);
+    const resultJson = serializeResult(this.ref.name, `result of effect "${name}"`, check.result ?? null);
     // The intent must still be ours to settle: a lost lease means another attempt owns this effect now.
     const intent = await this.store.recordEffectIntent(this.lease, { name, idempotencyKey });
     if (intent.status === 'lease_lost') {

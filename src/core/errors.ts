@@ -25,6 +25,14 @@ export class InvalidPayloadError extends VouchError {
 }
 
 /**
+ * A job or effect result that cannot be stored as JSON. Retrying would
+ * produce the same value, so the job fails at once.
+ */
+export class InvalidResultError extends VouchError {
+  override name = 'InvalidResultError';
+}
+
+/**
  * The attempt no longer holds its lease: it expired, or another attempt owns
  * the job now. Nothing the attempt does after this is recorded as done.
  */

@@ -1,5 +1,5 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { InvalidPayloadError } from './errors.js';
+import { InvalidPayloadError, InvalidResultError } from './errors.js';
 
 /** Largest serialised payload accepted by default: 1 MiB. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
@@ -36,10 +36,25 @@ function formatIssuePath(path: StandardSchemaV1.Issue['path']): string {
 /**
  * Serialises a payload or result to JSON, rejecting what JSON.stringify would
  * silently change or drop: BigInt, functions, symbols, undefined inside
- * arrays, non-finite numbers and cycles. `what` names the value in errors.
+ * arrays, non-finite numbers, cycles, and objects that are not plain (Date,
+ * Map, Set, Buffer, class instances). `what` names the value in errors.
  */
 export function serializeJson(jobName: string, what: string, value: unknown, maxBytes = Number.POSITIVE_INFINITY): string {
   assertJsonSafe(jobName, what, value, '', new Set());
+  return stringifyWithin(jobName, what, value, maxBytes);
+}
+
+/** Serialises a job or effect result, throwing InvalidResultError for what JSON cannot store. */
+export function serializeResult(jobName: string, what: string, value: unknown): string {
+  try {
+    assertJsonSafe(jobName, what, value, '', new Set());
+  } catch (error) {
+    throw new InvalidResultError((error as Error).message, { cause: error });
+  }
+  return stringifyWithin(jobName, what, value, Number.POSITIVE_INFINITY);
+}
+
+function stringifyWithin(jobName: string, what: string, value: unknown, maxBytes: number): string {
   const text = JSON.stringify(value) ?? 'null';
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > maxBytes) {
@@ -86,7 +101,14 @@ function assertJsonSafe(jobName: string, what: string, value: unknown, path: str
 
   const object = value as object;
   if (ancestors.has(object)) reject('refers back to itself (a cycle)');
-  if (typeof (object as { toJSON?: unknown }).toJSON === 'function') return;
+  // A Date, Map, Set, Buffer or class instance comes back from JSON as a string or a plain object.
+  // The handler or a retry would then see another type than the caller passed, so these are rejected.
+  const prototype = Object.getPrototypeOf(object);
+  if (!Array.isArray(object) && prototype !== Object.prototype && prototype !== null) {
+    const type = prototype?.constructor?.name || 'an object with a custom prototype';
+    if (object instanceof Date) reject('is a Date, which JSON stores as a string; pass date.toISOString() and parse it in the handler');
+    reject(`is a ${type}, which JSON does not store as one; convert it to a plain object or array`);
+  }
   ancestors.add(object);
   if (Array.isArray(object)) {
     for (const [index, item] of object.entries()) assertJsonSafe(jobName, what, item, `${path}[${index}]`, ancestors);

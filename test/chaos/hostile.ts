@@ -1,8 +1,7 @@
-import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import * as v from 'valibot';
 import { Client, defineJob, InvalidPayloadError, type JobDefinition, openStore, type Store, Worker } from '../../src/index.js';
@@ -110,6 +109,9 @@ const payloadCase: HostileCase = {
         ['cycle', { text: 'x', list: [cyclic] }, /cycle/],
         ['function', { text: 'x', list: [() => 1] }, /is a function/],
         ['undefined in an array', { text: 'x', list: [undefined] }, /list\[0\] is undefined/],
+        ['a Date', { text: 'x', list: [new Date(0)] }, /list\[0\] is a Date/],
+        ['a Map', { text: 'x', list: [new Map([['a', 1]])] }, /list\[0\] is a Map/],
+        ['a Set', { text: 'x', list: [new Set([1])] }, /list\[0\] is a Set/],
         ['over the size limit', { text: 'x'.repeat(1024 * 1024 + 1) }, /over the limit of 1048576 bytes/],
       ];
       for (const [label, payload, message] of rejected) {
@@ -268,19 +270,23 @@ const brokenFileCase: HostileCase = {
       const missingFolder = join(folder, 'no', 'such', 'folder', 'jobs.db');
       await expectOpenError(missingFolder, /could not open SQLite database .*jobs\.db/, 'in a missing folder', expectations);
 
-      // A read-only file: the store is opened by an unprivileged user, because root ignores file modes.
-      const readOnly = join(folder, 'read-only.db');
+      // A read-only file in a read-only folder: in WAL mode SQLite writes beside the file first, so the folder
+      // must be read-only too. Root ignores file modes, so as root both are made immutable (chattr +i) instead.
+      const readOnlyFolder = join(folder, 'read-only');
+      mkdirSync(readOnlyFolder);
+      const readOnly = join(readOnlyFolder, 'read-only.db');
       const seeded = await openStore(readOnly);
       await seeded.close();
-      chmodSync(readOnly, 0o444);
-      chmodSync(folder, 0o755);
-      const output = runUnprivileged(readOnly);
-      if (!/could not open SQLite database .*read-only\.db.*readonly|attempt to write a readonly database/i.test(output)) {
-        expectations.push({
-          invariant: 'one-terminal-state',
-          jobIds: [],
-          detail: `a read-only store file gave: ${output.trim().slice(0, 200)}`,
-        });
+      const unlock = makeReadOnly([readOnly, readOnlyFolder]);
+      try {
+        await expectOpenError(
+          readOnly,
+          /could not open SQLite database .*read-only\.db.*writable by this process/,
+          'read-only',
+          expectations,
+        );
+      } finally {
+        unlock();
       }
 
       // A full disk, made with max_page_count: the enqueue fails loudly and the jobs stored before it stay intact.
@@ -323,19 +329,21 @@ const brokenFileCase: HostileCase = {
   },
 };
 
-/** Runs open-store-process.ts on `path`, as the user `nobody` when this process is root. */
-function runUnprivileged(path: string): string {
-  const script = fileURLToPath(new URL('./open-store-process.ts', import.meta.url));
-  const command = [process.execPath, '--import', 'tsx', script, path];
-  const asRoot = process.getuid?.() === 0;
-  const result = asRoot
-    ? spawnSync('runuser', ['-u', 'nobody', '--', ...command], {
-        encoding: 'utf8',
-        cwd: process.cwd(),
-        env: { ...process.env, HOME: tmpdir() },
-      })
-    : spawnSync(command[0] as string, command.slice(1), { encoding: 'utf8' });
-  return `${result.stdout ?? ''}${result.stderr ?? ''}${result.error ? result.error.message : ''}`;
+/**
+ * Makes `paths` read-only for this process and returns a function that undoes
+ * it. For root, whom file modes do not stop, that takes the immutable
+ * attribute, which root must also respect. chattr fails on file systems
+ * without it (tmpfs), and the case then reports that error instead of passing.
+ */
+function makeReadOnly(paths: string[]): () => void {
+  if (process.getuid?.() !== 0) {
+    for (const path of paths) chmodSync(path, 0o555);
+    return () => {
+      for (const path of paths) chmodSync(path, 0o755);
+    };
+  }
+  execFileSync('chattr', ['+i', ...paths]);
+  return () => execFileSync('chattr', ['-i', ...paths]);
 }
 
 async function expectOpenError(path: string, message: RegExp, label: string, expectations: Violation[]): Promise<void> {

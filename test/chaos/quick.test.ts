@@ -27,7 +27,3 @@ describe.each(kinds)('chaos quick on %s', (kind) => {
     });
   }
 });
-
-describe.skipIf(postgresReason === null)('chaos quick on postgres', () => {
-  it.skip(`skipped: ${postgresReason}`, () => {});
-});

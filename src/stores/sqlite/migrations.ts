@@ -99,3 +99,9 @@ export function migrate(db: Database, now: number): void {
   });
   apply.immediate();
 }
+
+/** Throws when the database has no vouch schema, naming the command that creates it. */
+export function assertMigrated(db: Database): void {
+  const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'vouch_migrations'").get();
+  if (!table) throw new Error('it has no vouch schema; run `vouch migrate --store PATH` first');
+}

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { type Clock, systemClock } from '../../core/clock.js';
 import { ConfigurationError, VouchError } from '../../core/errors.js';
@@ -23,7 +24,7 @@ import type {
   Store,
 } from '../../core/store.js';
 import { GroupCommit } from './group-commit.js';
-import { migrate } from './migrations.js';
+import { assertMigrated, migrate } from './migrations.js';
 import { type AttemptRow, type EffectRow, type JobRow, parseStoredJson, toAttemptRecord, toEffectRecord, toJobRecord } from './rows.js';
 
 export interface SqliteStoreOptions {
@@ -33,8 +34,8 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
   /**
    * SQLite's `synchronous` setting. `full` syncs every commit to disk, so a
-   * completed job survives a power loss; `normal` survives a process crash
-   * but may lose the newest commits on power loss. @defaultValue 'full'
+   * completed job survives a power loss. `normal` survives a process crash,
+   * but a power loss may undo the newest commits. @defaultValue 'full'
    */
   synchronous?: 'full' | 'normal';
   /** How often an idle worker checks for commits by other processes, in milliseconds. @defaultValue 25 */
@@ -53,7 +54,7 @@ const PENDING_LIST = PENDING_STATES.map((state) => `'${state}'`).join(', ');
  * The embedded store: one SQLite file in WAL mode, shared safely by several
  * worker processes. SQLite has one writer at a time, so every write that
  * must be atomic runs in an immediate transaction, which takes the write lock
- * up front; no SKIP LOCKED is needed because no two leases run at once.
+ * up front. No SKIP LOCKED is needed, because no two leases run at once.
  */
 export class SqliteStore implements Store<SqliteTransaction> {
   readonly db: Database;
@@ -72,15 +73,30 @@ export class SqliteStore implements Store<SqliteTransaction> {
     }
     this.clock = options.clock ?? systemClock;
     this.wakePollMs = options.wakePollMs ?? 25;
+    const migrateOnOpen = options.migrate !== false;
     try {
-      this.db = new BetterSqlite3(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
+      // Without migrations the file must already be a vouch store, so a mistyped path is not created empty.
+      this.db = new BetterSqlite3(options.path, { timeout: options.busyTimeoutMs ?? 5000, fileMustExist: !migrateOnOpen });
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
       this.db.pragma('foreign_keys = ON');
-      if (options.migrate !== false) migrate(this.db, this.clock());
+      // Workers write, so a file that cannot take a write fails here rather than at the first commit.
+      this.db.exec('BEGIN IMMEDIATE');
+      this.db.exec('ROLLBACK');
+      if (migrateOnOpen) migrate(this.db, this.clock());
+      else assertMigrated(this.db);
       this.groupCommit = new GroupCommit(this.db);
     } catch (error) {
-      throw new VouchError(`could not open SQLite database ${JSON.stringify(options.path)}: ${(error as Error).message}`, { cause: error });
+      const message = (error as Error).message;
+      let fix = '';
+      if (!existsSync(options.path)) {
+        fix = migrateOnOpen
+          ? ' Check that its folder exists.'
+          : ' Check the path, or run `vouch migrate --store PATH` to create a new store.';
+      } else if (/readonly|read-only|unable to open|not permitted|permission/i.test(message)) {
+        fix = ' Make the file, and the folder that holds it, writable by this process: in WAL mode SQLite also writes files beside it.';
+      }
+      throw new VouchError(`could not open SQLite database ${JSON.stringify(options.path)}: ${message}.${fix}`, { cause: error });
     }
   }
 

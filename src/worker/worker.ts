@@ -47,6 +47,7 @@ export class Worker extends VouchEventEmitter {
   private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
+  private readonly attemptDependencies: AttemptDependencies;
   private sweeping = false;
   private heartbeating = false;
 
@@ -84,6 +85,7 @@ export class Worker extends VouchEventEmitter {
     this.sweepIntervalMs = positive('sweepIntervalMs', options.sweepIntervalMs ?? 2000);
     this.heartbeatIntervalMs = positive('heartbeatIntervalMs', options.heartbeatIntervalMs ?? Math.floor(shortestLeaseMs / 3));
     this.shutdownGraceMs = positive('shutdownGraceMs', options.shutdownGraceMs ?? 10_000, 0);
+    this.attemptDependencies = { store: this.store, definitions: this.definitions, events: this, logger: this.logger, clock: this.clock };
   }
 
   /** Number of attempts running now. */
@@ -185,13 +187,7 @@ export class Worker extends VouchEventEmitter {
 
   private startAttempt(leased: LeasedJob): void {
     const controller = new AbortController();
-    const deps: AttemptDependencies = {
-      store: this.store,
-      definitions: this.definitions,
-      events: this,
-      logger: this.logger,
-      clock: this.clock,
-    };
+    const deps = this.attemptDependencies;
     const jobId = leased.job.id;
     const ref = { jobId, name: leased.job.name, queue: leased.job.queue, attempt: leased.lease.attempt, leaseToken: leased.lease.token };
     const done = traceAttempt(ref, () => runAttempt(deps, leased, controller))

@@ -63,7 +63,7 @@ function log(line: string): void {
   process.stderr.write(`[${((Date.now() - launchedAt) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
 }
 
-/** vouch's PostgreSQL store joins the run once its file exists; until then the run says it is missing. */
+/** Includes vouch's PostgreSQL store once its file exists; until then the results report it as missing. */
 function vouchPostgresStatus(): { available: boolean; reason: string } {
   if (!existsSync(join(REPO, 'src/stores/postgres/postgres-store.ts'))) {
     return { available: false, reason: 'missing: src/stores/postgres/postgres-store.ts does not exist yet, so it is not measured' };

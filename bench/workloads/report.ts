@@ -54,7 +54,7 @@ class Tables {
     private readonly capNote: Map<string, string>,
   ) {}
 
-  /** One table: a row per system, a column per (point, metric). */
+  /** Adds one table, with a row per system and a column per (point, metric). */
   table(title: string, note: string, workload: string, columns: { point: string; metric: string; header: string; unit: Unit }[]): void {
     const rows = this.systems.filter((spec) => columns.some((c) => this.results.median(workload, spec.id, c.point, c.metric)));
     if (rows.length === 0) return;

@@ -3,8 +3,8 @@
  *
  * A drain rate is the number of jobs completed in the store, divided by the
  * time from the first job's start until the store recorded the last one
- * completed (or until the time cap, whichever came first; a capped rate is
- * marked). Peak RSS of the worker process is recorded with every drain.
+ * completed. A drain still running at its time cap ends there, and its rate
+ * is marked as capped. Peak RSS of the worker process is recorded with every drain.
  */
 import type { VouchVariant } from '../systems/adapter.js';
 import type { SystemSpec } from '../systems/catalog.js';

@@ -1,5 +1,4 @@
-import type { AttemptOutcome, JobState } from '../../core/states.js';
-import type { AttemptRecord, EffectRecord, EffectResolution, JobRecord } from '../../core/store.js';
+import type { AttemptRow as StoredAttemptRow, EffectRow as StoredEffectRow, JobRow as StoredJobRow } from '../rows.js';
 import { ms } from './sql.js';
 
 /**
@@ -8,50 +7,6 @@ import { ms } from './sql.js';
  * parsers, which an application may have changed. Ids and JSON arrive as
  * text, and times as float8 milliseconds since the epoch, the unit of JobRecord.
  */
-
-export interface JobRow {
-  id: string;
-  name: string;
-  queue: string;
-  key: string | null;
-  payload: string;
-  state: JobState;
-  priority: number;
-  attempt: number;
-  max_attempts: number;
-  lease_ms: number;
-  run_at: number;
-  created_at: number;
-  finished_at: number | null;
-  result: string | null;
-  last_error: string | null;
-  lease_token: string | null;
-  lease_expires_at: number | null;
-  worker_id: string | null;
-}
-
-export interface AttemptRow {
-  job_id: string;
-  attempt: number;
-  worker_id: string;
-  lease_token: string;
-  started_at: number;
-  ended_at: number | null;
-  outcome: AttemptOutcome | null;
-  error: string | null;
-}
-
-export interface EffectRow {
-  job_id: string;
-  name: string;
-  idempotency_key: string;
-  state: 'intent' | 'done';
-  result: string | null;
-  attempt: number;
-  resolution: EffectResolution | null;
-  intent_at: number;
-  done_at: number | null;
-}
 
 /** The columns of a job row, read from the table or CTE aliased `a`. */
 export function jobColumns(a: string): string {
@@ -104,57 +59,8 @@ export function effectColumns(a: string): string {
   ].join(', ');
 }
 
-/** JSON columns are of type json, so PostgreSQL has already checked that the text parses. */
-export function parseJson(text: string | null): unknown {
-  return text === null ? null : JSON.parse(text);
-}
-
-export function toJobRecord(row: JobRow): JobRecord {
-  return {
-    id: row.id,
-    name: row.name,
-    queue: row.queue,
-    key: row.key,
-    payload: parseJson(row.payload),
-    state: row.state,
-    priority: row.priority,
-    attempt: row.attempt,
-    maxAttempts: row.max_attempts,
-    leaseMs: row.lease_ms,
-    runAt: row.run_at,
-    createdAt: row.created_at,
-    finishedAt: row.finished_at,
-    result: parseJson(row.result),
-    lastError: row.last_error,
-    leaseToken: row.lease_token,
-    leaseExpiresAt: row.lease_expires_at,
-    workerId: row.worker_id,
-  };
-}
-
-export function toAttemptRecord(row: AttemptRow): AttemptRecord {
-  return {
-    jobId: row.job_id,
-    attempt: row.attempt,
-    workerId: row.worker_id,
-    leaseToken: row.lease_token,
-    startedAt: row.started_at,
-    endedAt: row.ended_at,
-    outcome: row.outcome,
-    error: row.error,
-  };
-}
-
-export function toEffectRecord(row: EffectRow): EffectRecord {
-  return {
-    jobId: row.job_id,
-    name: row.name,
-    idempotencyKey: row.idempotency_key,
-    state: row.state,
-    result: parseJson(row.result),
-    attempt: row.attempt,
-    resolution: row.resolution,
-    intentAt: row.intent_at,
-    doneAt: row.done_at,
-  };
-}
+// PostgreSQL ids arrive as text (see the column lists above).
+export type JobRow = StoredJobRow<string>;
+export type AttemptRow = StoredAttemptRow<string>;
+export type EffectRow = StoredEffectRow<string>;
+export { parseStoredJson as parseJson, toAttemptRecord, toEffectRecord, toJobRecord } from '../rows.js';

@@ -23,9 +23,22 @@ import type {
   RecoveredJob,
   Store,
 } from '../../core/store.js';
+import {
+  parseStoredJson,
+  type AttemptRow as StoredAttemptRow,
+  type EffectRow as StoredEffectRow,
+  type JobRow as StoredJobRow,
+  toAttemptRecord,
+  toEffectRecord,
+  toJobRecord,
+} from '../rows.js';
 import { GroupCommit } from './group-commit.js';
 import { assertMigrated, migrate } from './migrations.js';
-import { type AttemptRow, type EffectRow, type JobRow, parseStoredJson, toAttemptRecord, toEffectRecord, toJobRecord } from './rows.js';
+
+// SQLite returns integer ids as numbers.
+type JobRow = StoredJobRow<number>;
+type AttemptRow = StoredAttemptRow<number>;
+type EffectRow = StoredEffectRow<number>;
 
 export interface SqliteStoreOptions {
   /** Path of the database file; created if missing. */

@@ -1,8 +1,14 @@
-import type { AttemptOutcome, JobState } from '../../core/states.js';
-import type { AttemptRecord, EffectRecord, EffectResolution, JobRecord } from '../../core/store.js';
+import type { AttemptOutcome, JobState } from '../core/states.js';
+import type { AttemptRecord, EffectRecord, EffectResolution, JobRecord } from '../core/store.js';
 
-export interface JobRow {
-  id: number;
+/*
+ * Rows as both SQL stores return them: snake_case columns, JSON as text and
+ * times as milliseconds since the epoch. Ids are numbers from SQLite and
+ * text from PostgreSQL, where a bigint does not fit a JavaScript number.
+ */
+
+export interface JobRow<Id extends string | number = string | number> {
+  id: Id;
   name: string;
   queue: string;
   key: string | null;
@@ -22,8 +28,8 @@ export interface JobRow {
   worker_id: string | null;
 }
 
-export interface AttemptRow {
-  job_id: number;
+export interface AttemptRow<Id extends string | number = string | number> {
+  job_id: Id;
   attempt: number;
   worker_id: string;
   lease_token: string;
@@ -33,8 +39,8 @@ export interface AttemptRow {
   error: string | null;
 }
 
-export interface EffectRow {
-  job_id: number;
+export interface EffectRow<Id extends string | number = string | number> {
+  job_id: Id;
   name: string;
   idempotency_key: string;
   state: 'intent' | 'done';

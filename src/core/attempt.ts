@@ -30,7 +30,7 @@ export interface AttemptDependencies {
   clock: Clock;
 }
 
-/** How an attempt ended, from the worker's side. */
+/** The end of an attempt, as the worker reports it. */
 export type AttemptResult = 'completed' | 'retry' | 'failed' | 'released' | 'lease_lost';
 
 /**
@@ -207,7 +207,7 @@ function describePrevious(leased: LeasedJob): PreviousAttempt | null {
   };
 }
 
-/** A promise that rejects with the signal's reason once it aborts, and never resolves. */
+/** Returns a promise that rejects with the signal's reason once it aborts, and never resolves. */
 function abortPromise(signal: AbortSignal): Promise<never> {
   return new Promise((_, reject) => {
     const fire = () => reject(signal.reason instanceof Error ? signal.reason : new LeaseLostError('attempt aborted'));

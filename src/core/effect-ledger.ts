@@ -7,7 +7,7 @@ import { serializeResult } from './payload.js';
 import type { EffectRecord, EffectResolution, Lease, Store } from './store.js';
 
 /**
- * The effect ledger as one attempt sees it. It starts from the ledger rows
+ * The effect ledger as one attempt reads it. It starts from the ledger rows
  * the lease returned and keeps them current as effects run.
  */
 export class EffectLedger {
@@ -74,8 +74,8 @@ export class EffectLedger {
 
   /**
    * An intent without a done record means an earlier attempt died between
-   * starting the effect and recording it. Its verify decides; without one,
-   * the effect runs again with the same key and the event says so.
+   * starting the effect and recording it. Its verify decides. Without one,
+   * the effect runs again with the same key and an event reports it.
    */
   private async settleInDoubt<T>(
     name: string,

@@ -16,7 +16,7 @@ export interface WorkerOptions {
   concurrency?: number;
   /** Names this worker in leases, attempts and logs. @defaultValue host:pid:random */
   workerId?: string;
-  /** Longest an idle queue waits before looking for due jobs, in milliseconds. @defaultValue 1000 */
+  /** Maximum time an idle queue waits before looking for due jobs, in milliseconds. @defaultValue 1000 */
   pollIntervalMs?: number;
   /** How often expired leases are recovered, in milliseconds. @defaultValue 2000 */
   sweepIntervalMs?: number;

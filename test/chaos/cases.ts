@@ -19,7 +19,7 @@ export interface ChaosCase {
   settings?: Partial<EnvironmentSettings>;
   /** Runs on a throwaway PostgreSQL cluster (env.cluster) that the case may stop, restart or kill. */
   needsCluster?: boolean;
-  /** Longest the case may take to become quiet, in milliseconds. */
+  /** Maximum time the case may take to become quiet, in milliseconds. */
   quietTimeoutMs?: number;
   run(env: ChaosEnvironment, random: () => number): Promise<CaseOutcome>;
 }

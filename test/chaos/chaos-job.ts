@@ -27,7 +27,7 @@ export interface ChaosJobSettings {
   maxAttempts: number;
 }
 
-/** The Message-ID (without brackets) of the email whose effect has this idempotency key. */
+/** Returns the Message-ID (without brackets) of the email whose effect has this idempotency key. */
 export function chaosMessageId(idempotencyKey: string): string {
   return `${idempotencyKey.replace(/[^A-Za-z0-9-]/g, '.')}@chaos.vouch`;
 }

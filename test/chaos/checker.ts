@@ -31,7 +31,7 @@ export function checkHistory(history: History): Violation[] {
   ];
 }
 
-/** Every accepted job exists and is in exactly one terminal state. */
+/** Checks that every accepted job exists and is in exactly one terminal state. */
 function checkTerminalStates(history: History): Violation[] {
   const states = new Map(history.jobs.map((job) => [job.id, job.state]));
   const missing = history.accepted.filter((job) => !states.has(job.jobId)).map((job) => job.jobId);
@@ -96,11 +96,10 @@ function checkEffectsOnce(history: History): Violation[] {
 }
 
 /**
- * No commit by an attempt whose lease had expired. A lease expires only to be
- * recovered, after which a later attempt starts; so a committed attempt that
- * is not the job's last one, a job with two committed attempts, or a
- * committed attempt that the sweep also recorded abandoned, is a commit
- * without a lease.
+ * Checks that no attempt committed after its lease expired. A lease expires
+ * only to be recovered, after which a later attempt starts. So a committed
+ * attempt that is not the job's last one, or a job with two committed
+ * attempts, means a commit without a lease.
  */
 function checkCommitFencing(history: History): Violation[] {
   const byJob = new Map<string, History['attempts']>();
@@ -130,9 +129,10 @@ function checkCommitFencing(history: History): Violation[] {
 }
 
 /**
- * An attempt abandoned by a killed worker is recovered (the sweep closes it)
- * within lease + sweep interval of the kill, plus slack. The next attempt may
- * start later when every worker is busy; that is throughput, not recovery.
+ * Checks that an attempt abandoned by a killed worker is recovered (the sweep
+ * closes it) within lease + sweep interval of the kill, plus slack. The next
+ * attempt may start later when every worker is busy, which is throughput, not
+ * recovery.
  */
 function checkRecovery(history: History): Violation[] {
   const limit = history.leaseMs + history.sweepIntervalMs + RECOVERY_SLACK_MS;

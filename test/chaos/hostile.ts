@@ -18,7 +18,7 @@ export interface HostileCase {
 
 const quiet = pino({ level: 'silent' });
 
-/** A fresh store for one hostile case, and its teardown. */
+/** Opens a fresh store for one hostile case and returns it with its teardown. */
 async function freshStore(kind: StoreKind): Promise<{ store: Store<any>; dispose(): Promise<void> }> {
   const folder = mkdtempSync(join(tmpdir(), 'vouch-hostile-'));
   const schema = `hostile_${Math.random().toString(16).slice(2, 10)}`;

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, type FSWatcher, watch } from 'node:fs';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { type Clock, systemClock } from '../../core/clock.js';
 import { ConfigurationError, VouchError } from '../../core/errors.js';
@@ -71,10 +71,12 @@ const PENDING_LIST = PENDING_STATES.map((state) => `'${state}'`).join(', ');
  */
 export class SqliteStore implements Store<SqliteTransaction> {
   readonly db: Database;
+  private readonly path: string;
   private readonly clock: Clock;
   private readonly wakePollMs: number;
   private readonly listeners = new Set<(queue: string | null) => void>();
   private wakeTimer: NodeJS.Timeout | undefined;
+  private walWatcher: FSWatcher | undefined;
   private lastDataVersion = 0;
   private readonly statements = new Map<string, Statement>();
   private readonly groupCommit: GroupCommit;
@@ -84,6 +86,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
     if (!options || typeof options.path !== 'string' || options.path.length === 0) {
       throw new ConfigurationError('SqliteStore needs a path to a database file, for example new SqliteStore({ path: "vouch.db" }).');
     }
+    this.path = options.path;
     this.clock = options.clock ?? systemClock;
     this.wakePollMs = options.wakePollMs ?? 25;
     const migrateOnOpen = options.migrate !== false;
@@ -460,29 +463,53 @@ export class SqliteStore implements Store<SqliteTransaction> {
     if (!this.wakeTimer && this.wakePollMs > 0) {
       this.lastDataVersion = this.dataVersion();
       // data_version changes when another connection commits, which is how workers in other processes learn of new jobs without a full poll.
-      this.wakeTimer = setInterval(() => {
-        if (this.closed) return;
-        const version = this.dataVersion();
-        if (version !== this.lastDataVersion) {
-          this.lastDataVersion = version;
-          this.wake(null);
-        }
-      }, this.wakePollMs);
+      this.wakeTimer = setInterval(() => this.checkForCommits(), this.wakePollMs);
       this.wakeTimer.unref();
+      this.watchWal();
     }
     return () => {
       this.listeners.delete(listener);
       if (this.listeners.size === 0 && this.wakeTimer) {
         clearInterval(this.wakeTimer);
         this.wakeTimer = undefined;
+        this.walWatcher?.close();
+        this.walWatcher = undefined;
       }
     };
+  }
+
+  private checkForCommits(): void {
+    if (this.closed) return;
+    const version = this.dataVersion();
+    if (version !== this.lastDataVersion) {
+      this.lastDataVersion = version;
+      this.wake(null);
+    }
+  }
+
+  /**
+   * Checks for commits as soon as another process writes the WAL file, instead
+   * of waiting for the next poll. The poll stays as the fallback: a file system
+   * without change events, or a WAL file that SQLite removes and recreates.
+   */
+  private watchWal(): void {
+    try {
+      const watcher = watch(`${this.path}-wal`, { persistent: false }, () => this.checkForCommits());
+      watcher.on('error', () => {
+        watcher.close();
+        if (this.walWatcher === watcher) this.walWatcher = undefined;
+      });
+      this.walWatcher = watcher;
+    } catch {
+      // No WAL file to watch (yet): the poll covers it.
+    }
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     if (this.wakeTimer) clearInterval(this.wakeTimer);
+    this.walWatcher?.close();
     this.listeners.clear();
     this.db.close();
   }

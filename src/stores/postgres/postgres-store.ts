@@ -37,7 +37,11 @@ import { Notifier } from './notifier.js';
 import { type PruneOptions, pruneJobs, pruneStatement } from './prune.js';
 import { toAttemptRecord, toEffectRecord, toJobRecord } from './rows.js';
 import { assertSchemaName, parseJobId, type SchemaNames, type Statement, schemaNames } from './sql.js';
+import { analyzeIfStale } from './statistics.js';
 import { type SweepStatements, sweepExpired, sweepStatements } from './sweep.js';
+
+/** How often a sweep checks whether the jobs table needs ANALYZE, in milliseconds. */
+const STATISTICS_CHECK_INTERVAL_MS = 10_000;
 
 export type { PruneOptions } from './prune.js';
 
@@ -91,6 +95,7 @@ export class PostgresStore implements Store<PostgresTransaction> {
   readonly schema: string;
   private readonly ownsPool: boolean;
   private readonly names: SchemaNames;
+  private statisticsCheckedAt = 0;
   private readonly logger: Logger;
   private readonly clock: Clock | undefined;
   private readonly migrateOnStart: boolean;
@@ -252,7 +257,14 @@ export class PostgresStore implements Store<PostgresTransaction> {
   }
 
   async sweep(): Promise<RecoveredJob[]> {
-    return this.run(() => sweepExpired(this.pool, this.sql.sweep, this.names, this.now()));
+    const recovered = await this.run(() => sweepExpired(this.pool, this.sql.sweep, this.names, this.now()));
+    // The sweep runs on every worker every few seconds, so it also keeps the lease query's statistics fresh.
+    if (Date.now() - this.statisticsCheckedAt >= STATISTICS_CHECK_INTERVAL_MS) {
+      this.statisticsCheckedAt = Date.now();
+      const analyzed = await this.run(() => analyzeIfStale(this.pool, this.names));
+      if (analyzed) this.logger.info({ schema: this.names.schema }, 'analyzed the jobs table after many changes');
+    }
+    return recovered;
   }
 
   async cancel(jobId: string): Promise<boolean> {

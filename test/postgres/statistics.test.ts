@@ -34,7 +34,10 @@ describe.skipIf(!postgresAvailable())('postgres: planner statistics', () => {
       await store.enqueue(Array.from({ length: 1000 }, () => newJob({ queue: 'statistics' })));
     }
     // PostgreSQL publishes its change counters a moment after the transactions end.
-    await waitFor('the change counters of 12,000 inserts', async () => (await tableStats()).changed >= 12_000, { timeoutMs: 15_000, intervalMs: 200 });
+    await waitFor('the change counters of 12,000 inserts', async () => (await tableStats()).changed >= 12_000, {
+      timeoutMs: 15_000,
+      intervalMs: 200,
+    });
     expect((await tableStats()).analyzed).toBe(false);
 
     await store.sweep();

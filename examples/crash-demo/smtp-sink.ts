@@ -129,19 +129,17 @@ export function countAtSink(lookupUrl: string, messageId: string, options: { tim
       response.on('error', reject);
       response.on('end', () => {
         if (response.statusCode === 404) return resolve(0);
-        if (response.statusCode !== 200) return reject(new Error(`the SMTP sink answered ${response.statusCode} to GET ${url}`));
+        if (response.statusCode !== 200) return reject(new Error(`the SMTP sink responded ${response.statusCode} to GET ${url}`));
         try {
           const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { count?: unknown };
-          if (typeof body.count !== 'number') throw new Error('no count in the answer');
+          if (typeof body.count !== 'number') throw new Error('the response has no count');
           resolve(body.count);
         } catch (error) {
-          reject(new Error(`the SMTP sink answered GET ${url} with something other than a count: ${(error as Error).message}`));
+          reject(new Error(`the SMTP sink responded to GET ${url} without a valid count: ${(error as Error).message}`));
         }
       });
     });
-    request.on('timeout', () =>
-      request.destroy(new Error(`the SMTP sink did not answer GET ${url} within ${options.timeoutMs ?? 5000} ms`)),
-    );
+    request.on('timeout', () => request.destroy(new Error(`GET ${url} to the SMTP sink timed out after ${options.timeoutMs ?? 5000} ms`)));
     request.on('error', reject);
   });
 }

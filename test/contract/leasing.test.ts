@@ -148,6 +148,8 @@ describeEachStore('leasing and fencing', (env) => {
       },
     ]);
     expect(await env.store.getJob(jobId)).toMatchObject({ state: 'available', leaseToken: null, attempt: 1 });
+    // The recovered job keeps its run_at, so it goes ahead of jobs that became due after it.
+    expect((await env.store.getJob(jobId))?.runAt).toBe(dead.job.runAt);
     expect((await env.store.listAttempts(jobId))[0]).toMatchObject({ outcome: 'abandoned', endedAt: env.clock.now() });
     expect((await env.store.getJob(other.job.id))?.state).toBe('running');
     expect(await env.store.sweep()).toEqual([]);

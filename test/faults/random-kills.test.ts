@@ -9,7 +9,7 @@ import { sleep } from '../support/wait.js';
  * F1 under load: several worker processes share one SQLite file while a
  * seeded schedule SIGKILLs one of them every few hundred milliseconds and
  * starts a new one in its place. Afterwards no job is lost, none completed
- * twice, and the sink holds exactly one request per effect key.
+ * twice, and the sink contains exactly one request per effect key.
  */
 const JOBS = 200;
 const WORKERS = 3;

@@ -111,14 +111,14 @@ export const sinkClient = {
       headers: { 'content-type': 'application/json', 'idempotency-key': key },
       body: JSON.stringify(body),
     });
-    if (!response.ok) throw new Error(`effect sink answered ${response.status} to POST ${key}`);
+    if (!response.ok) throw new Error(`effect sink responded ${response.status} to POST ${key}`);
     return (await response.json()) as Receipt;
   },
 
   async lookup(sinkUrl: string, key: string): Promise<{ found: true; result: Receipt } | { found: false }> {
     const response = await fetch(`${sinkUrl}/effects/${encodeURIComponent(key)}`);
     if (response.status === 404) return { found: false };
-    if (!response.ok) throw new Error(`effect sink answered ${response.status} to GET ${key}`);
+    if (!response.ok) throw new Error(`effect sink responded ${response.status} to GET ${key}`);
     return { found: true, result: (await response.json()) as Receipt };
   },
 };

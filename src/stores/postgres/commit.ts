@@ -18,9 +18,9 @@ import { CLOCK_NOW, type SchemaNames, Statement } from './sql.js';
  * refused and everything rolls back. A commit without writes is that final
  * update alone: one statement, one round trip.
  *
- * If the connection drops, the outcome is found out, never guessed: a fresh
+ * If the connection drops, the outcome is found out, never guessed. A fresh
  * connection reads this attempt's row with FOR SHARE, which waits for the
- * old transaction to end if its backend is still finishing, and the commit
+ * old transaction to end if its backend is still finishing. The commit
  * landed exactly when that row records `succeeded` or `verified`.
  */
 export interface CommitStatements {

@@ -53,12 +53,12 @@ export interface PostgresStoreOptions {
    */
   pool?: pg.Pool;
   /**
-   * Where to connect when no pool is given; the store then owns its pool and
-   * ends it on close. A `schema` query parameter (`?schema=jobs`) names the
+   * Connection URL used when no pool is given. The store then owns its pool
+   * and ends it on close. A `schema` query parameter (`?schema=jobs`) names the
    * schema, which is how the CLI reaches a schema other than the default.
    */
   connectionString?: string;
-  /** The schema that holds the store's tables. @defaultValue 'vouch' */
+  /** Schema that contains the store's tables. @defaultValue 'vouch' */
   schema?: string;
   /** Apply migrations before the first operation. @defaultValue true */
   migrate?: boolean;
@@ -68,7 +68,7 @@ export interface PostgresStoreOptions {
   connectTimeoutMs?: number;
   /** Keep a connection that LISTENs for enqueues, so idle workers wake at once. @defaultValue true */
   listen?: boolean;
-  /** Where the store logs connection trouble. @defaultValue pino JSON lines on stderr */
+  /** Logger for connection errors and outages. @defaultValue pino JSON lines on stderr */
   logger?: Logger;
   /**
    * For tests only: replaces the database clock in every statement, so a
@@ -78,10 +78,10 @@ export interface PostgresStoreOptions {
   clock?: Clock;
 }
 
-/** What ctx.transaction callbacks receive on PostgreSQL: the client that holds the commit transaction. */
+/** Connection that ctx.transaction callbacks receive on PostgreSQL: the client running the commit transaction. */
 export type PostgresTransaction = pg.PoolClient;
 
-/** What transactional enqueue accepts as `tx`: a `pg` client inside an open transaction, or a Kysely transaction. */
+/** Connection that transactional enqueue accepts as `tx`: a `pg` client inside an open transaction, or a Kysely transaction. */
 export type PostgresEnqueueTransaction = pg.ClientBase | { readonly isTransaction: boolean; executeQuery(query: any): Promise<any> };
 
 /**

@@ -6,6 +6,7 @@
  * so a noisy moment on a shared machine does not hit one store only.
  *
  *   npx tsx bench/noop-throughput.ts
+ *   npx tsx bench/noop-throughput.ts --stores sqlite --concurrency 50
  *   npx tsx bench/noop-throughput.ts --jobs 5000 --runs 1 --postgres postgres://postgres@127.0.0.1:5432/test
  *
  * Drain rate: jobs divided by the time from worker.start() to the last
@@ -32,6 +33,8 @@ const { values: args } = parseArgs({
     chunk: { type: 'string', default: '1000' },
     concurrency: { type: 'string', default: '1,10,50' },
     postgres: { type: 'string', default: process.env.VOUCH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test' },
+    stores: { type: 'string', default: 'sqlite,postgres' },
+    prefetch: { type: 'string' },
   },
 });
 const JOBS = Number(args.jobs);
@@ -109,7 +112,13 @@ async function measure(kind: StoreKind, concurrency: number): Promise<Measuremen
     }
     const enqueueSeconds = (performance.now() - enqueueStarted) / 1000;
 
-    const worker = new Worker({ store, jobs: [noop], concurrency, logger: pino({ level: 'silent' }) });
+    const worker = new Worker({
+      store,
+      jobs: [noop],
+      concurrency,
+      logger: pino({ level: 'silent' }),
+      ...(args.prefetch === undefined ? {} : { prefetch: Number(args.prefetch) }),
+    });
     let completed = 0;
     let finishedAt = 0;
     const done = new Promise<void>((resolve) => {
@@ -139,7 +148,9 @@ function median(values: number[]): number {
   return sorted.length % 2 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
-const kinds = [sqlite, postgres];
+const chosen = (args.stores as string).split(',');
+const kinds = [sqlite, postgres].filter((kind) => chosen.includes(kind.label));
+if (kinds.length === 0) throw new Error(`--stores takes sqlite, postgres or both, comma-separated; got "${args.stores}".`);
 const results = new Map<string, Measurement[]>();
 const started = Date.now();
 console.log(`no-op throughput: ${JOBS} jobs, enqueueMany chunks of ${CHUNK}, concurrency ${CONCURRENCIES.join('/')}, median of ${RUNS}`);

@@ -1,8 +1,9 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
+// The build, as users run it: bench/run.ts compiles src/ into dist/ before the first child starts.
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { Client, defineJob, type JobContext, type Store, Worker } from '../../src/index.js';
-import { SqliteStore } from '../../src/sqlite.js';
+import { Client, defineJob, type JobContext, type Store, Worker } from '../../dist/index.js';
+import { SqliteStore } from '../../dist/sqlite.js';
 import type { Adapter, AdapterContext, BenchPayload, WorkerSettings } from './adapter.js';
 import { POSTGRES_URL, QUEUE, SCHEMAS } from './catalog.js';
 
@@ -37,7 +38,7 @@ export function postgresStoreKind(): StoreKind {
   const schema = SCHEMAS['vouch-postgres'];
   return {
     open: async () => {
-      const module = (await import('../../src/postgres.js')) as Record<string, any>;
+      const module = (await import('../../dist/postgres.js')) as Record<string, any>;
       const store = new module.PostgresStore({ connectionString: POSTGRES_URL, schema });
       await store.migrate();
       return store as Store<any>;

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { AttemptAbort } from './attempt-abort.js';
 import { backoffDelayMs, DEFAULT_MAX_ATTEMPTS } from './backoff.js';
 import type { Clock } from './clock.js';
 import { EffectLedger } from './effect-ledger.js';
@@ -37,15 +38,38 @@ export type AttemptResult = 'completed' | 'retry' | 'failed' | 'released' | 'lea
  * Runs one attempt through its steps: resume, perform, verify, commit, and on
  * error retry or fail. The lease step happened before, in the worker.
  *
- * `controller` is owned by the worker: it aborts it when a heartbeat finds
- * the lease lost or when shutdown runs out of grace.
+ * `abort` is shared with the worker: it aborts it when a heartbeat finds the
+ * lease lost or when shutdown runs out of grace. `onPerformed` is called
+ * once, when the handler (and verify) returned or threw and before the
+ * outcome is written, so the worker can give the slot to the next job.
  */
-export async function runAttempt(deps: AttemptDependencies, leased: LeasedJob, controller: AbortController): Promise<AttemptResult> {
+export async function runAttempt(
+  deps: AttemptDependencies,
+  leased: LeasedJob,
+  abort: AttemptAbort,
+  onPerformed: () => void = () => {},
+): Promise<AttemptResult> {
   const { job, lease } = leased;
   const ref: AttemptRef = { jobId: job.id, name: job.name, queue: job.queue, attempt: lease.attempt, leaseToken: lease.token };
-  const logger = deps.logger.child({ jobId: job.id, job: job.name, attempt: lease.attempt, leaseToken: lease.token });
+  // Made on first use: most attempts of a healthy job never log before their outcome.
+  let attemptLogger: Logger | undefined;
+  const logger = () => {
+    attemptLogger ??= deps.logger.child({ jobId: job.id, job: job.name, attempt: lease.attempt, leaseToken: lease.token });
+    return attemptLogger;
+  };
+  let performed = false;
+  const performedOnce = () => {
+    if (performed) return;
+    performed = true;
+    onPerformed();
+  };
   const startedAt = deps.clock();
 
+  let ledger: EffectLedger | undefined;
+  const effects = () => {
+    ledger ??= new EffectLedger(deps.store, lease, ref, job.key, leased.effects, abort, logger(), deps.events);
+    return ledger;
+  };
   let timer: NodeJS.Timeout | undefined;
   try {
     const definition = deps.definitions.get(job.name);
@@ -56,10 +80,9 @@ export async function runAttempt(deps: AttemptDependencies, leased: LeasedJob, c
     }
     const payload = await decodePayload(definition, job.payload);
     const writes: ((tx: unknown) => unknown)[] = [];
-    const ledger = new EffectLedger(deps.store, lease, ref, job.key, leased.effects, controller.signal, logger, deps.events);
     const previousAttempt = describePrevious(leased);
     if (previousAttempt?.effectsInDoubt.length) {
-      logger.warn({ previousAttempt }, 'resuming after an attempt that left effects in doubt');
+      logger().warn({ previousAttempt }, 'resuming after an attempt that left effects in doubt');
     }
 
     const ctx: JobContext<unknown> = {
@@ -72,50 +95,53 @@ export async function runAttempt(deps: AttemptDependencies, leased: LeasedJob, c
       maxAttempts: job.maxAttempts,
       leaseToken: lease.token,
       previousAttempt,
-      signal: controller.signal,
-      logger,
-      effect: (name, fn, options) => ledger.run(name, fn, options),
-      idempotencyKey: (name) => ledger.idempotencyKey(name),
+      get signal() {
+        return abort.signal;
+      },
+      get logger() {
+        return logger();
+      },
+      effect: (name, fn, options) => effects().run(name, fn, options),
+      idempotencyKey: (name) => effects().idempotencyKey(name),
       transaction: (fn) => {
         writes.push(fn as (tx: unknown) => unknown);
       },
     };
 
-    const aborted = abortPromise(controller.signal);
-    // The race below observes the rejection; this handler only keeps a late abort from being reported as unhandled.
-    aborted.catch(() => {});
     if (definition.timeoutMs !== undefined) {
       const timeoutMs = definition.timeoutMs;
-      timer = setTimeout(() => controller.abort(new AttemptTimeoutError(`attempt timed out after ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(() => abort.abort(new AttemptTimeoutError(`attempt timed out after ${timeoutMs} ms`)), timeoutMs);
     }
 
-    const result = await Promise.race([Promise.resolve().then(() => definition.perform(ctx)), aborted]);
+    const result = await abort.race(definition.perform(ctx));
     let outcome: 'succeeded' | 'verified' = 'succeeded';
     if (definition.verify) {
-      const confirmed = await Promise.race([Promise.resolve().then(() => definition.verify?.(ctx, result)), aborted]);
+      const confirmed = await abort.race(definition.verify(ctx, result));
       if (confirmed !== true) {
         throw new VerificationError(`verify did not confirm the outcome of job "${job.name}" (it returned ${String(confirmed)})`);
       }
       outcome = 'verified';
     }
-    if (controller.signal.aborted) throw controller.signal.reason;
+    abort.throwIfAborted();
     clearTimeout(timer);
+    performedOnce();
 
     const resultJson = serializeResult(job.name, 'result', result ?? null);
     // Failpoint: every effect is recorded done and the job is not committed yet.
     await failpoint('after-ledger-before-commit');
     const committed = await deps.store.commit(lease, { resultJson, outcome, writes });
     if (!committed) {
-      await reportLeaseLost(deps, ref, logger, 'commit changed no row: the lease expired or another attempt owns the job');
+      await reportLeaseLost(deps, ref, logger(), 'commit changed no row: the lease expired or another attempt owns the job');
       return 'lease_lost';
     }
     const durationMs = deps.clock() - startedAt;
-    logger.info({ durationMs, outcome }, 'job completed');
+    if (deps.logger.isLevelEnabled('info')) logger().info({ durationMs, outcome }, 'job completed');
     deps.events.emit('job:completed', { ...ref, durationMs });
     return 'completed';
   } catch (thrown) {
     clearTimeout(timer);
-    return settleError(deps, leased, ref, logger, toError(thrown), controller.signal);
+    performedOnce();
+    return settleError(deps, leased, ref, logger(), toError(thrown), abort);
   }
 }
 
@@ -134,10 +160,10 @@ async function settleError(
   ref: AttemptRef,
   logger: Logger,
   error: Error,
-  signal: AbortSignal,
+  abort: AttemptAbort,
 ): Promise<AttemptResult> {
   const { job, lease } = leased;
-  const reason = signal.aborted && signal.reason instanceof Error ? signal.reason : error;
+  const reason = abort.reason ?? error;
 
   if (reason instanceof LeaseLostError) {
     await reportLeaseLost(deps, ref, logger, reason.message);
@@ -205,13 +231,4 @@ function describePrevious(leased: LeasedJob): PreviousAttempt | null {
     effectsDone: leased.effects.filter((effect) => effect.state === 'done').map((effect) => effect.name),
     effectsInDoubt: leased.effects.filter((effect) => effect.state === 'intent').map((effect) => effect.name),
   };
-}
-
-/** Returns a promise that rejects with the signal's reason once it aborts, and never resolves. */
-function abortPromise(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    const fire = () => reject(signal.reason instanceof Error ? signal.reason : new LeaseLostError('attempt aborted'));
-    if (signal.aborted) fire();
-    else signal.addEventListener('abort', fire, { once: true });
-  });
 }

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { AttemptAbort } from './attempt-abort.js';
 import { LeaseLostError, VouchError } from './errors.js';
 import type { AttemptRef, VouchEventEmitter } from './events.js';
 import { failpoint } from './failpoints.js';
@@ -20,7 +21,7 @@ export class EffectLedger {
     private readonly ref: AttemptRef,
     private readonly jobKey: string | null,
     effects: readonly EffectRecord[],
-    private readonly signal: AbortSignal,
+    private readonly abort: AttemptAbort,
     private readonly logger: Logger,
     private readonly events: VouchEventEmitter,
   ) {
@@ -129,6 +130,6 @@ export class EffectLedger {
   }
 
   private throwIfAborted(): void {
-    if (this.signal.aborted) throw this.signal.reason instanceof Error ? this.signal.reason : new LeaseLostError('attempt aborted');
+    this.abort.throwIfAborted();
   }
 }

@@ -26,7 +26,7 @@ export interface VouchEvents {
   'lease:lost': [AttemptRef & { reason: string }];
   'effect:in-doubt': [AttemptRef & { effect: string; idempotencyKey: string; settledBy: 'verify' | 'rerun' }];
   'payload:rejected': [AttemptRef & { error: string }];
-  'worker:error': [{ loop: 'lease' | 'heartbeat' | 'sweep' | 'commit'; error: Error }];
+  'worker:error': [{ loop: 'lease' | 'heartbeat' | 'sweep' | 'commit' | 'release'; error: Error }];
 }
 
 export type VouchEventName = keyof VouchEvents;

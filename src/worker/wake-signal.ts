@@ -1,3 +1,6 @@
+/** Why a wait ended: a notify() call, or the timeout. */
+export type WakeReason = 'notified' | 'timeout';
+
 /**
  * A level-triggered wake-up for one queue loop: notify() before wait() is not
  * lost, so an enqueue that lands while the loop is leasing still wakes it.
@@ -11,27 +14,22 @@ export class WakeSignal {
     this.resolve?.();
   }
 
-  /** Clears a pending notification; call before looking for work. */
-  clear(): void {
-    this.pending = false;
-  }
-
   /** Resolves on the next notification, or after timeoutMs. */
-  wait(timeoutMs: number): Promise<void> {
+  wait(timeoutMs: number): Promise<WakeReason> {
     if (this.pending) {
       this.pending = false;
-      return Promise.resolve();
+      return Promise.resolve('notified');
     }
     return new Promise((resolve) => {
-      const timer = setTimeout(finish, timeoutMs);
-      const self = this;
-      function finish() {
+      const timer = setTimeout(() => finish('timeout'), timeoutMs);
+      const notified = () => finish('notified');
+      const finish = (reason: WakeReason) => {
         clearTimeout(timer);
-        if (self.resolve === finish) self.resolve = undefined;
-        self.pending = false;
-        resolve();
-      }
-      this.resolve = finish;
+        if (this.resolve === notified) this.resolve = undefined;
+        this.pending = false;
+        resolve(reason);
+      };
+      this.resolve = notified;
     });
   }
 }

@@ -11,9 +11,17 @@ export interface WorkerOptions {
    * Queues to work and their concurrency. Defaults to every queue named by
    * `jobs`, each at `concurrency`.
    */
-  queues?: Readonly<Record<string, { concurrency?: number }>>;
-  /** Attempts run at once per queue. @defaultValue 10 */
+  queues?: Readonly<Record<string, { concurrency?: number; prefetch?: number }>>;
+  /** Handlers that perform at once per queue. @defaultValue 10 */
   concurrency?: number;
+  /**
+   * Jobs leased ahead of the free slots, per queue. A larger prefetch lets
+   * one store write lease more jobs and settle more outcomes, at the price of
+   * holding jobs that other workers could have run: if this worker dies, they
+   * wait for their leases to expire, and each counts an abandoned attempt.
+   * @defaultValue the queue's concurrency
+   */
+  prefetch?: number;
   /** Names this worker in leases, attempts and logs. @defaultValue host:pid:random */
   workerId?: string;
   /** Maximum time an idle queue waits before looking for due jobs, in milliseconds. @defaultValue 1000 */

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { type AttemptDependencies, type AttemptResult, runAttempt } from '../core/attempt.js';
+import { AttemptAbort } from '../core/attempt-abort.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { ConfigurationError, LeaseLostError, ShutdownError, toError } from '../core/errors.js';
 import { VouchEventEmitter } from '../core/events.js';
@@ -9,25 +10,55 @@ import { failpoint } from '../core/failpoints.js';
 import { DEFAULT_LEASE_MS, type JobDefinition } from '../core/job-definition.js';
 import { errorForLog } from '../core/log-error.js';
 import { createDefaultLogger } from '../core/logger.js';
-import type { Lease, LeasedJob, Store } from '../core/store.js';
+import type { LeasedJob, Store } from '../core/store.js';
 import { traceAttempt } from '../core/tracing.js';
 import { WakeSignal } from './wake-signal.js';
 import type { WorkerOptions } from './worker-options.js';
 
-interface ActiveAttempt {
-  lease: Lease;
-  queue: string;
+/** A lease this worker holds: waiting for a free slot, performing, or settling its outcome. */
+interface HeldLease {
+  leased: LeasedJob;
+  queue: QueueState;
   leaseMs: number;
-  controller: AbortController;
   /** Local time of the last successful renewal; the attempt steps down when this is older than its lease. */
   renewedAt: number;
-  done: Promise<AttemptResult | undefined>;
+  /** Abort handle, set when the attempt starts. A lease still waiting for a slot has none. */
+  abort: AttemptAbort | undefined;
+  done: Promise<AttemptResult | undefined> | undefined;
+}
+
+interface QueueState {
+  name: string;
+  /** Handlers that may perform at once. */
+  concurrency: number;
+  /**
+   * Jobs the queue may have ready or performing at once: the concurrency plus
+   * the prefetch. Attempts that are settling (handler returned, outcome not
+   * yet durable) do not count: they free up as fast as the store writes.
+   */
+  capacity: number;
+  signal: WakeSignal;
+  /** Leased jobs waiting for a slot, in the order the store returned them. */
+  ready: HeldLease[];
+  performing: number;
+  /** Attempts whose handler returned and whose outcome is not yet durable. */
+  settling: number;
+  /**
+   * True after a lease came back short: the loop leases again on a wake from
+   * the store or after the poll interval, not on every freed slot.
+   */
+  drained: boolean;
 }
 
 /**
  * Leases jobs from a store and runs their attempts: one loop per queue, one
  * heartbeat timer renewing every held lease in one call, and one sweep timer
  * recovering the expired leases of workers that died.
+ *
+ * A queue leases ahead of its free slots (the prefetch), so that a batch of
+ * leases and the commits of the attempts before them share one write to the
+ * store. A slot frees when its handler returns, and the attempt keeps its lease,
+ * and its heartbeat, until its outcome is durable.
  */
 export class Worker extends VouchEventEmitter {
   readonly workerId: string;
@@ -35,9 +66,8 @@ export class Worker extends VouchEventEmitter {
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly definitions = new Map<string, JobDefinition<any, any>>();
-  private readonly queues = new Map<string, number>();
-  private readonly signals = new Map<string, WakeSignal>();
-  private readonly active = new Map<string, ActiveAttempt>();
+  private readonly queues = new Map<string, QueueState>();
+  private readonly held = new Map<string, HeldLease>();
   private readonly pollIntervalMs: number;
   private readonly sweepIntervalMs: number;
   private readonly heartbeatIntervalMs: number;
@@ -69,15 +99,27 @@ export class Worker extends VouchEventEmitter {
       this.definitions.set(definition.name, definition);
     }
     const concurrency = options.concurrency ?? 10;
-    const queueOptions: Readonly<Record<string, { concurrency?: number }>> =
+    const queueOptions: Readonly<Record<string, { concurrency?: number; prefetch?: number }>> =
       options.queues ?? Object.fromEntries(options.jobs.map((definition) => [definition.queue, {}]));
-    for (const [queue, settings] of Object.entries(queueOptions)) {
+    for (const [name, settings] of Object.entries(queueOptions)) {
       const limit = settings.concurrency ?? concurrency;
       if (!Number.isInteger(limit) || limit < 1) {
-        throw new ConfigurationError(`concurrency of queue "${queue}" must be an integer of at least 1; got ${limit}.`);
+        throw new ConfigurationError(`concurrency of queue "${name}" must be an integer of at least 1; got ${limit}.`);
       }
-      this.queues.set(queue, limit);
-      this.signals.set(queue, new WakeSignal());
+      const prefetch = settings.prefetch ?? options.prefetch ?? defaultPrefetch(limit);
+      if (!Number.isInteger(prefetch) || prefetch < 0) {
+        throw new ConfigurationError(`prefetch of queue "${name}" must be an integer of at least 0; got ${prefetch}.`);
+      }
+      this.queues.set(name, {
+        name,
+        concurrency: limit,
+        capacity: limit + prefetch,
+        signal: new WakeSignal(),
+        ready: [],
+        performing: 0,
+        settling: 0,
+        drained: false,
+      });
     }
 
     const shortestLeaseMs = Math.min(...options.jobs.map((definition) => definition.leaseMs ?? DEFAULT_LEASE_MS));
@@ -88,9 +130,9 @@ export class Worker extends VouchEventEmitter {
     this.attemptDependencies = { store: this.store, definitions: this.definitions, events: this, logger: this.logger, clock: this.clock };
   }
 
-  /** Number of attempts running now. */
+  /** Number of leases this worker holds: attempts waiting for a slot, performing, or settling. */
   get activeCount(): number {
-    return this.active.size;
+    return this.held.size;
   }
 
   async start(): Promise<void> {
@@ -100,13 +142,15 @@ export class Worker extends VouchEventEmitter {
     this.timers.push(setInterval(() => void this.renewLeases(), this.heartbeatIntervalMs));
     this.timers.push(setInterval(() => void this.sweepExpired(), this.sweepIntervalMs));
     await this.sweepExpired();
-    for (const [queue, concurrency] of this.queues) this.loops.push(this.runQueue(queue, concurrency));
-    this.logger.info({ queues: Object.fromEntries(this.queues) }, 'worker started');
+    for (const queue of this.queues.values()) this.loops.push(this.runQueue(queue));
+    const queues = Object.fromEntries([...this.queues.values()].map((queue) => [queue.name, queue.concurrency]));
+    this.logger.info({ queues }, 'worker started');
   }
 
   /**
-   * Stops leasing, waits up to the grace period for running attempts, then
-   * aborts the rest with ShutdownError so their jobs are released at once.
+   * Stops leasing, gives back the leases whose attempts have not started,
+   * waits up to the grace period for running attempts, then aborts the rest
+   * with ShutdownError so their jobs are released at once.
    */
   stop(options: { graceMs?: number } = {}): Promise<void> {
     if (this.state === 'idle') this.state = 'stopped';
@@ -116,19 +160,18 @@ export class Worker extends VouchEventEmitter {
 
   private async shutDown(graceMs: number): Promise<void> {
     this.state = 'stopping';
-    this.logger.info({ running: this.active.size, graceMs }, 'worker stopping');
-    for (const signal of this.signals.values()) signal.notify();
+    this.logger.info({ held: this.held.size, graceMs }, 'worker stopping');
+    for (const queue of this.queues.values()) queue.signal.notify();
     await Promise.all(this.loops);
+    await Promise.all([...this.queues.values()].flatMap((queue) => queue.ready.splice(0).map((held) => this.giveBack(held))));
 
-    const settled = await waitAll(
-      [...this.active.values()].map((attempt) => attempt.done),
-      graceMs,
-    );
+    const running = () => [...this.held.values()].flatMap((held) => (held.done ? [held.done] : []));
+    const settled = await waitAll(running(), graceMs);
     if (!settled) {
-      for (const attempt of this.active.values()) {
-        attempt.controller.abort(new ShutdownError(`shutdown grace of ${graceMs} ms ran out`));
+      for (const held of this.held.values()) {
+        held.abort?.abort(new ShutdownError(`shutdown grace of ${graceMs} ms ran out`));
       }
-      await Promise.all([...this.active.values()].map((attempt) => attempt.done));
+      await Promise.all(running());
     }
 
     for (const timer of this.timers) clearInterval(timer);
@@ -137,113 +180,177 @@ export class Worker extends VouchEventEmitter {
     this.logger.info('worker stopped');
   }
 
-  private wake(queue: string | null): void {
-    if (queue === null) {
-      for (const signal of this.signals.values()) signal.notify();
-    } else {
-      this.signals.get(queue)?.notify();
+  private wake(name: string | null): void {
+    for (const queue of this.queues.values()) {
+      if (name !== null && queue.name !== name) continue;
+      queue.drained = false;
+      queue.signal.notify();
     }
   }
 
-  private async runQueue(queue: string, concurrency: number): Promise<void> {
-    const signal = this.signals.get(queue) as WakeSignal;
+  private async runQueue(queue: QueueState): Promise<void> {
     let failures = 0;
-    // While attempts run, wait until a quarter of the slots are free and lease them together: one lease
-    // transaction per job would cost one write (and on SQLite one fsync) per job.
-    const batchSize = Math.max(1, Math.ceil(concurrency / 4));
+    // Below a quarter of the capacity, a busy queue waits for more room rather than leasing a job or two per call:
+    // on PostgreSQL every lease is a round trip.
+    const threshold = Math.max(1, Math.ceil(queue.capacity / 4));
     while (this.state === 'running') {
-      const active = this.countActive(queue);
-      const free = concurrency - active;
-      if (free <= 0 || (active > 0 && free < batchSize)) {
-        await signal.wait(this.pollIntervalMs);
+      this.startReady(queue);
+      const busy = queue.ready.length + queue.performing;
+      const room = queue.capacity - busy;
+      // Outcomes waiting past the capacity mean the store is behind: leasing more would only lengthen that wait.
+      const storeBehind = queue.settling > queue.capacity;
+      if (queue.drained || storeBehind || room <= 0 || (busy > 0 && room < threshold)) {
+        const reason = await queue.signal.wait(this.pollIntervalMs);
+        if (reason === 'timeout') queue.drained = false;
         continue;
       }
-      signal.clear();
       let leased: LeasedJob[];
       try {
-        leased = await this.store.lease({ queue, limit: free, workerId: this.workerId });
+        leased = await this.store.lease({ queue: queue.name, limit: room, workerId: this.workerId });
         failures = 0;
       } catch (thrown) {
         failures += 1;
         const error = toError(thrown);
         const retryInMs = Math.min(this.pollIntervalMs * 2 ** Math.min(failures - 1, 6), 30_000);
-        this.logger.error({ error: errorForLog(error), queue, failures, retryInMs }, 'leasing failed; retrying');
+        this.logger.error({ error: errorForLog(error), queue: queue.name, failures, retryInMs }, 'leasing failed; retrying');
         this.emit('worker:error', { loop: 'lease', error });
-        await signal.wait(retryInMs);
+        await queue.signal.wait(retryInMs);
         continue;
       }
+      if (leased.length < room) queue.drained = true;
+      if (leased.length === 0) continue;
+      const renewedAt = this.clock();
+      for (const job of leased) {
+        const held: HeldLease = { leased: job, queue, leaseMs: job.job.leaseMs, renewedAt, abort: undefined, done: undefined };
+        this.held.set(job.job.id, held);
+        queue.ready.push(held);
+      }
       // Failpoint: the leases are written and no attempt has started.
-      if (leased.length > 0) await failpoint('after-lease');
-      for (const job of leased) this.startAttempt(job);
-      if (leased.length < free) await signal.wait(this.pollIntervalMs);
+      await failpoint('after-lease');
     }
   }
 
-  private countActive(queue: string): number {
-    let count = 0;
-    for (const attempt of this.active.values()) if (attempt.queue === queue) count += 1;
-    return count;
+  /** Starts ready attempts while the queue has free slots. */
+  private startReady(queue: QueueState): void {
+    while (queue.performing < queue.concurrency && queue.ready.length > 0 && this.state === 'running') {
+      this.startAttempt(queue.ready.shift() as HeldLease);
+    }
   }
 
-  private startAttempt(leased: LeasedJob): void {
-    const controller = new AbortController();
+  private startAttempt(held: HeldLease): void {
+    const { leased, queue } = held;
+    const abort = new AttemptAbort();
+    held.abort = abort;
+    queue.performing += 1;
+    let slotFree = false;
+    const freeSlot = () => {
+      if (slotFree) return;
+      slotFree = true;
+      queue.performing -= 1;
+      queue.settling += 1;
+      queue.signal.notify();
+    };
     const deps = this.attemptDependencies;
-    const jobId = leased.job.id;
-    const ref = { jobId, name: leased.job.name, queue: leased.job.queue, attempt: leased.lease.attempt, leaseToken: leased.lease.token };
-    const done = traceAttempt(ref, () => runAttempt(deps, leased, controller))
+    const { id: jobId, name, queue: queueName } = leased.job;
+    const { attempt, token: leaseToken } = leased.lease;
+    const ref = { jobId, name, queue: queueName, attempt, leaseToken };
+    held.done = traceAttempt(ref, () => runAttempt(deps, leased, abort, freeSlot))
       .catch((thrown: unknown): undefined => {
         // The outcome could not be written; the lease will expire and the sweep recovers the job.
         const error = toError(thrown);
         this.logger.error(
-          { error: errorForLog(error), jobId, attempt: leased.lease.attempt, leaseToken: leased.lease.token },
+          { error: errorForLog(error), jobId, attempt, leaseToken },
           'could not record the outcome of an attempt; its job will be recovered when the lease expires',
         );
         this.emit('worker:error', { loop: 'commit', error });
         return undefined;
       })
       .finally(() => {
-        this.active.delete(jobId);
-        this.signals.get(leased.job.queue)?.notify();
+        freeSlot();
+        queue.settling -= 1;
+        this.forget(held);
+        if (queue.settling === queue.capacity) queue.signal.notify();
       });
-    this.active.set(jobId, {
-      lease: leased.lease,
-      queue: leased.job.queue,
-      leaseMs: leased.job.leaseMs,
-      controller,
-      renewedAt: this.clock(),
-      done,
-    });
+  }
+
+  private forget(held: HeldLease): void {
+    if (this.held.get(held.leased.job.id) !== held) return;
+    this.held.delete(held.leased.job.id);
+  }
+
+  /** Releases a lease whose attempt never started, so the job is available again at once and keeps its attempts. */
+  private async giveBack(held: HeldLease): Promise<void> {
+    const { job, lease } = held.leased;
+    try {
+      const released = await this.store.release(lease, 'the worker stopped before the attempt started');
+      if (released) {
+        this.emit('job:released', {
+          jobId: job.id,
+          name: job.name,
+          queue: job.queue,
+          attempt: lease.attempt,
+          leaseToken: lease.token,
+          reason: 'the worker stopped before the attempt started',
+        });
+      }
+    } catch (thrown) {
+      const error = toError(thrown);
+      this.logger.error(
+        { error: errorForLog(error), jobId: job.id, attempt: lease.attempt, leaseToken: lease.token },
+        'could not release a lease whose attempt never started; its job will be recovered when the lease expires',
+      );
+      this.emit('worker:error', { loop: 'release', error });
+    } finally {
+      this.forget(held);
+    }
   }
 
   private async renewLeases(): Promise<void> {
-    if (this.heartbeating || this.active.size === 0) return;
+    if (this.heartbeating || this.held.size === 0) return;
     this.heartbeating = true;
-    const attempts = [...this.active.values()];
+    const leases = [...this.held.values()];
     const startedAt = this.clock();
     try {
       // Failpoint: a block or sleep here stalls every lease renewal of this worker.
       await failpoint('heartbeat');
-      const held = await this.store.heartbeat(attempts.map((attempt) => attempt.lease));
-      for (const attempt of attempts) {
-        if (held.has(attempt.lease.jobId)) attempt.renewedAt = startedAt;
-        else this.stepDown(attempt, 'heartbeat found the lease expired or owned by another attempt');
+      const renewed = await this.store.heartbeat(leases.map((held) => held.leased.lease));
+      for (const held of leases) {
+        if (renewed.has(held.leased.job.id)) held.renewedAt = startedAt;
+        else this.stepDown(held, 'heartbeat found the lease expired or owned by another attempt');
       }
     } catch (thrown) {
       const error = toError(thrown);
-      this.logger.error({ error: errorForLog(error), leases: attempts.length }, 'heartbeat failed');
+      this.logger.error({ error: errorForLog(error), leases: leases.length }, 'heartbeat failed');
       this.emit('worker:error', { loop: 'heartbeat', error });
       // Without a renewal the store will expire these leases; stop trusting them at the same moment.
-      for (const attempt of attempts) {
-        if (this.clock() - attempt.renewedAt >= attempt.leaseMs) this.stepDown(attempt, 'no heartbeat succeeded within the lease duration');
+      for (const held of leases) {
+        if (this.clock() - held.renewedAt >= held.leaseMs) this.stepDown(held, 'no heartbeat succeeded within the lease duration');
       }
     } finally {
       this.heartbeating = false;
     }
   }
 
-  private stepDown(attempt: ActiveAttempt, reason: string): void {
-    if (attempt.controller.signal.aborted) return;
-    attempt.controller.abort(new LeaseLostError(reason));
+  private stepDown(held: HeldLease, reason: string): void {
+    if (held.abort) {
+      held.abort.abort(new LeaseLostError(reason));
+      return;
+    }
+    // Not started yet: nothing to abort, so close the attempt here as the attempt runner would.
+    const index = held.queue.ready.indexOf(held);
+    if (index === -1) return;
+    held.queue.ready.splice(index, 1);
+    const { job, lease } = held.leased;
+    const ref = { jobId: job.id, name: job.name, queue: job.queue, attempt: lease.attempt, leaseToken: lease.token };
+    this.logger.error({ ...ref, reason }, 'lease lost before the attempt started');
+    this.emit('lease:lost', { ...ref, reason });
+    this.store
+      .abandonLease(lease, reason)
+      .catch((error: unknown) => {
+        // The sweep recovers the job anyway once its lease expires, so this only makes recovery faster.
+        this.logger.error({ ...ref, error: errorForLog(error) }, 'could not close the attempt that lost its lease');
+      })
+      .finally(() => this.forget(held));
   }
 
   private async sweepExpired(): Promise<void> {
@@ -276,6 +383,11 @@ export class Worker extends VouchEventEmitter {
       this.sweeping = false;
     }
   }
+}
+
+/** Enough leases ahead that a busy queue writes one lease batch per several commits, without holding many jobs from other workers. */
+function defaultPrefetch(concurrency: number): number {
+  return concurrency;
 }
 
 function positive(field: string, value: number, minimum = 1): number {

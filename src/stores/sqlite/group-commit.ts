@@ -2,18 +2,30 @@ import type { Database, Statement } from 'better-sqlite3';
 
 interface PendingWrite {
   work: () => unknown;
+  /** Runs in its own savepoint, so that a throw rolls back this write alone. */
+  isolated: boolean;
+  /** Needs no fsync of its own (see run). */
+  unsynced: boolean;
   resolve: (value: any) => void;
   reject: (error: unknown) => void;
 }
 
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
 /**
  * Runs the writes that attempts request in the same turn of the event loop
- * in one immediate transaction, so that many commits share one fsync. Each
- * write runs in its own savepoint: one that throws is rolled back alone and
- * rejects alone, while the others commit. No write resolves before the
- * transaction holding it has committed, so a caller that sees its promise
- * resolve may rely on the write being durable (for an effect's intent, before
- * the effect runs).
+ * in one immediate transaction, so that many leases and commits share one
+ * fsync. No write resolves before the transaction holding it has committed,
+ * so a caller that sees its promise resolve may rely on the write being
+ * durable (for an effect's intent, before the effect runs).
+ *
+ * A write that may throw for its own reasons (it runs application code) is
+ * isolated in a savepoint: it is rolled back and rejects alone while the
+ * others commit. The other writes are vouch's own statements, which throw
+ * only when the database itself fails, and a savepoint each would cost a tenth
+ * of a no-op job. If one of them throws anyway, the whole group is rolled
+ * back and run once more with every write isolated, so that only the
+ * failing write rejects.
  */
 export class GroupCommit {
   private pending: PendingWrite[] = [];
@@ -21,18 +33,32 @@ export class GroupCommit {
   private readonly savepoint: Statement;
   private readonly release: Statement;
   private readonly rollback: Statement;
+  private readonly syncEachCommit: boolean;
 
-  constructor(private readonly db: Database) {
-    // Prepared once: wrapping every write in db.transaction() cost about 5% of a no-op job's CPU.
+  /** `syncEachCommit`: the store runs with synchronous = FULL, so a group that needs no fsync may skip it. */
+  constructor(
+    private readonly db: Database,
+    syncEachCommit: boolean,
+  ) {
+    this.syncEachCommit = syncEachCommit;
     this.savepoint = db.prepare('SAVEPOINT vouch_write');
     this.release = db.prepare('RELEASE vouch_write');
     this.rollback = db.prepare('ROLLBACK TO vouch_write');
   }
 
-  /** Queues `work` for the next group transaction and resolves with its return value once that transaction committed. */
-  run<T>(work: () => T): Promise<T> {
+  /**
+   * Queues `work` for the next group transaction and resolves with its
+   * return value once that transaction committed.
+   *
+   * `unsynced` marks a write whose loss in a power cut is harmless: a group
+   * made only of such writes commits without an fsync. It suits a lease: if
+   * the power fails, the job is simply available again, and every write that
+   * depends on the lease (an effect's intent, the commit) syncs the WAL, and
+   * with it every frame written before, the lease included.
+   */
+  run<T>(work: () => T, options: { isolated?: boolean; unsynced?: boolean } = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ work, resolve, reject });
+      this.pending.push({ work, isolated: options.isolated === true, unsynced: options.unsynced === true, resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -49,32 +75,67 @@ export class GroupCommit {
       return;
     }
 
-    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    // Through exec, not a prepared statement: SQLite applies this pragma when it compiles it, not when it runs.
+    const skipSync = this.syncEachCommit && batch.every((write) => write.unsynced);
+    if (skipSync) this.db.exec('PRAGMA synchronous = NORMAL');
+    let outcomes: Outcome[];
     try {
-      this.db
-        .transaction(() => {
-          for (const write of batch) {
-            this.savepoint.run();
-            try {
-              outcomes.push({ ok: true, value: write.work() });
-              this.release.run();
-            } catch (error) {
-              this.rollback.run();
-              this.release.run();
-              outcomes.push({ ok: false, error });
-            }
-          }
-        })
-        .immediate();
+      outcomes = this.write(batch, false);
     } catch (error) {
-      // The group transaction itself failed (for example, the database stayed locked past the busy timeout): nothing in it was written.
-      for (const write of batch) write.reject(error);
-      return;
+      if (!(error instanceof SharedWriteFailed)) {
+        // The group transaction itself failed (for example, the database stayed locked past the busy timeout): nothing in it was written.
+        for (const write of batch) write.reject(error);
+        return;
+      }
+      try {
+        outcomes = this.write(batch, true);
+      } catch (retryError) {
+        for (const write of batch) write.reject(retryError);
+        return;
+      }
+    } finally {
+      if (skipSync) this.db.exec('PRAGMA synchronous = FULL');
     }
     for (const [index, write] of batch.entries()) {
       const outcome = outcomes[index];
       if (outcome?.ok) write.resolve(outcome.value);
       else write.reject(outcome?.error);
     }
+  }
+
+  /** Writes the batch in one immediate transaction. Throws SharedWriteFailed, with nothing written, when a write outside a savepoint threw. */
+  private write(batch: readonly PendingWrite[], isolateAll: boolean): Outcome[] {
+    const outcomes: Outcome[] = [];
+    this.db
+      .transaction(() => {
+        for (const write of batch) {
+          if (!write.isolated && !isolateAll) {
+            try {
+              outcomes.push({ ok: true, value: write.work() });
+            } catch (error) {
+              throw new SharedWriteFailed(error);
+            }
+            continue;
+          }
+          this.savepoint.run();
+          try {
+            outcomes.push({ ok: true, value: write.work() });
+            this.release.run();
+          } catch (error) {
+            this.rollback.run();
+            this.release.run();
+            outcomes.push({ ok: false, error });
+          }
+        }
+      })
+      .immediate();
+    return outcomes;
+  }
+}
+
+/** A write outside a savepoint threw, so the group transaction must roll back as a whole. */
+class SharedWriteFailed extends Error {
+  constructor(readonly original: unknown) {
+    super('a write in a group transaction failed', { cause: original });
   }
 }

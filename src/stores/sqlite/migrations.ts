@@ -67,6 +67,15 @@ export const MIGRATIONS: readonly { version: number; description: string; sql: s
       CREATE INDEX vouch_effects_intent ON vouch_effects (intent_at) WHERE state = 'intent';
     `,
   },
+  {
+    version: 2,
+    description: 'index only the attempts that the audit lists as recovered',
+    sql: `
+      -- Every attempt used to enter this index twice (open, then closed); the audit reads only abandoned and lost ones.
+      DROP INDEX vouch_attempts_ended;
+      CREATE INDEX vouch_attempts_recovered ON vouch_attempts (ended_at) WHERE outcome IN ('abandoned', 'lease_lost');
+    `,
+  },
 ];
 
 /**

@@ -78,6 +78,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
   private wakeTimer: NodeJS.Timeout | undefined;
   private walWatcher: FSWatcher | undefined;
   private lastDataVersion = 0;
+  private walRecheckPending = false;
   private readonly statements = new Map<string, Statement>();
   private readonly groupCommit: GroupCommit;
   private closed = false;
@@ -101,7 +102,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
       this.db.exec('ROLLBACK');
       if (migrateOnOpen) migrate(this.db, this.clock());
       else assertMigrated(this.db);
-      this.groupCommit = new GroupCommit(this.db);
+      this.groupCommit = new GroupCommit(this.db, options.synchronous !== 'normal');
     } catch (error) {
       const message = (error as Error).message;
       let fix = '';
@@ -159,42 +160,47 @@ export class SqliteStore implements Store<SqliteTransaction> {
     return { job: toJobRecord(row), duplicate: false };
   }
 
+  /**
+   * Runs in the group transaction, so a batch of leases shares its fsync with
+   * the commits of the attempts before it, and needs none when it is alone.
+   */
   async lease(request: LeaseRequest): Promise<LeasedJob[]> {
-    const now = this.clock();
-    const claim = this.db.transaction(() => {
-      const rows = this.statement(
-        `UPDATE vouch_jobs
-            SET state = 'running', attempt = attempt + 1, lease_token = lower(hex(randomblob(8))),
-                lease_expires_at = ? + lease_ms, worker_id = ?
-          WHERE id IN (
-            SELECT id FROM vouch_jobs
-             WHERE queue = ? AND state IN ('scheduled', 'available', 'retryable') AND run_at <= ?
-             ORDER BY priority, run_at, id
-             LIMIT ?)
-          RETURNING *`,
-      ).all(now, request.workerId, request.queue, now, request.limit) as JobRow[];
-      rows.sort((a, b) => a.priority - b.priority || a.run_at - b.run_at || a.id - b.id);
+    return this.groupCommit.run(() => this.claim(request), { unsynced: true });
+  }
 
-      const insertAttempt = this.statement(
-        'INSERT INTO vouch_attempts (job_id, attempt, worker_id, lease_token, started_at) VALUES (?, ?, ?, ?, ?)',
-      );
-      return rows.map((row): LeasedJob => {
-        insertAttempt.run(row.id, row.attempt, request.workerId, row.lease_token, now);
-        const lease: Lease = { jobId: String(row.id), attempt: row.attempt, token: row.lease_token as string };
-        if (row.attempt === 1) return { job: toJobRecord(row), lease, previousAttempt: null, effects: [] };
-        const previous = this.statement('SELECT * FROM vouch_attempts WHERE job_id = ? AND attempt = ?').get(row.id, row.attempt - 1) as
-          | AttemptRow
-          | undefined;
-        const effects = this.statement('SELECT * FROM vouch_effects WHERE job_id = ?').all(row.id) as EffectRow[];
-        return {
-          job: toJobRecord(row),
-          lease,
-          previousAttempt: previous ? toAttemptRecord(previous) : null,
-          effects: effects.map(toEffectRecord),
-        };
-      });
+  private claim(request: LeaseRequest): LeasedJob[] {
+    const now = this.clock();
+    const rows = this.statement(
+      `UPDATE vouch_jobs
+          SET state = 'running', attempt = attempt + 1, lease_token = lower(hex(randomblob(8))),
+              lease_expires_at = ? + lease_ms, worker_id = ?
+        WHERE id IN (
+          SELECT id FROM vouch_jobs
+           WHERE queue = ? AND state IN ('scheduled', 'available', 'retryable') AND run_at <= ?
+           ORDER BY priority, run_at, id
+           LIMIT ?)
+        RETURNING *`,
+    ).all(now, request.workerId, request.queue, now, request.limit) as JobRow[];
+    rows.sort((a, b) => a.priority - b.priority || a.run_at - b.run_at || a.id - b.id);
+
+    const insertAttempt = this.statement(
+      'INSERT INTO vouch_attempts (job_id, attempt, worker_id, lease_token, started_at) VALUES (?, ?, ?, ?, ?)',
+    );
+    return rows.map((row): LeasedJob => {
+      insertAttempt.run(row.id, row.attempt, request.workerId, row.lease_token, now);
+      const lease: Lease = { jobId: String(row.id), attempt: row.attempt, token: row.lease_token as string };
+      if (row.attempt === 1) return { job: toJobRecord(row), lease, previousAttempt: null, effects: [] };
+      const previous = this.statement('SELECT * FROM vouch_attempts WHERE job_id = ? AND attempt = ?').get(row.id, row.attempt - 1) as
+        | AttemptRow
+        | undefined;
+      const effects = this.statement('SELECT * FROM vouch_effects WHERE job_id = ?').all(row.id) as EffectRow[];
+      return {
+        job: toJobRecord(row),
+        lease,
+        previousAttempt: previous ? toAttemptRecord(previous) : null,
+        effects: effects.map(toEffectRecord),
+      };
     });
-    return claim.immediate();
   }
 
   async heartbeat(leases: readonly Lease[]): Promise<Set<string>> {
@@ -239,38 +245,49 @@ export class SqliteStore implements Store<SqliteTransaction> {
   }
 
   async commit(lease: Lease, completion: Completion<SqliteTransaction>): Promise<boolean> {
-    return this.groupCommit.run((): boolean => {
+    const hasWrites = completion.writes.length > 0;
+    const write = (): boolean => {
       const now = this.clock();
-      if (!this.holdsLease(lease, now)) return false;
-      for (const apply of completion.writes) {
-        const returned = apply(this.db);
-        if (returned && typeof (returned as Promise<unknown>).then === 'function') {
-          throw new VouchError(
-            'a ctx.transaction callback returned a promise; on SQLite it must be synchronous, because the commit transaction cannot stay open across an await',
-          );
+      if (hasWrites) {
+        // The application's writes run only under a held lease.
+        if (!this.holdsLease(lease, now)) return false;
+        for (const apply of completion.writes) {
+          const returned = apply(this.db);
+          if (returned && typeof (returned as Promise<unknown>).then === 'function') {
+            throw new VouchError(
+              'a ctx.transaction callback returned a promise; on SQLite it must be synchronous, because the commit transaction cannot stay open across an await',
+            );
+          }
         }
       }
       // Failpoint: inside the open commit transaction; a kill here must roll back the writes above.
       void failpoint('inside-commit');
-      this.statement(
+      const changed = this.statement(
         `UPDATE vouch_jobs SET state = 'completed', result = ?, finished_at = ?, lease_token = NULL, lease_expires_at = NULL
-          WHERE id = ?`,
-      ).run(completion.resultJson, now, Number(lease.jobId));
+          WHERE id = ? AND state = 'running' AND lease_token = ? AND lease_expires_at > ?`,
+      ).run(completion.resultJson, now, Number(lease.jobId), lease.token, now).changes;
+      if (changed === 0) {
+        // Unreachable after holdsLease in the same transaction. Throwing rolls the application's writes back with it.
+        if (hasWrites) throw new VouchError(`commit of job ${lease.jobId} lost its lease inside its own transaction`);
+        return false;
+      }
       this.closeAttempt(lease, completion.outcome, null, now);
       return true;
-    });
+    };
+    // Application writes may throw, so a savepoint keeps them from failing the other commits in the group.
+    return this.groupCommit.run(write, { isolated: hasWrites });
   }
 
   async fail(lease: Lease, failure: Failure): Promise<boolean> {
     return this.groupCommit.run((): boolean => {
       const now = this.clock();
-      if (!this.holdsLease(lease, now)) return false;
       const retryAt = failure.retryAt;
       const state: JobState = retryAt === null ? 'failed' : retryAt > now ? 'retryable' : 'available';
-      this.statement(
+      const changed = this.statement(
         `UPDATE vouch_jobs SET state = ?, run_at = ?, last_error = ?, finished_at = ?, lease_token = NULL, lease_expires_at = NULL
-          WHERE id = ?`,
-      ).run(state, retryAt ?? now, failure.error, retryAt === null ? now : null, Number(lease.jobId));
+          WHERE id = ? AND state = 'running' AND lease_token = ? AND lease_expires_at > ?`,
+      ).run(state, retryAt ?? now, failure.error, retryAt === null ? now : null, Number(lease.jobId), lease.token, now).changes;
+      if (changed === 0) return false;
       this.closeAttempt(lease, 'errored', failure.error, now);
       return true;
     });
@@ -478,13 +495,14 @@ export class SqliteStore implements Store<SqliteTransaction> {
     };
   }
 
-  private checkForCommits(): void {
-    if (this.closed) return;
+  /** Wakes listeners if another connection committed since the last check, and returns whether one did. */
+  private checkForCommits(): boolean {
+    if (this.closed) return false;
     const version = this.dataVersion();
-    if (version !== this.lastDataVersion) {
-      this.lastDataVersion = version;
-      this.wake(null);
-    }
+    if (version === this.lastDataVersion) return false;
+    this.lastDataVersion = version;
+    this.wake(null);
+    return true;
   }
 
   /**
@@ -494,7 +512,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
    */
   private watchWal(): void {
     try {
-      const watcher = watch(`${this.path}-wal`, { persistent: false }, () => this.checkForCommits());
+      const watcher = watch(`${this.path}-wal`, { persistent: false }, () => this.checkAfterWalWrite(0));
       watcher.on('error', () => {
         watcher.close();
         if (this.walWatcher === watcher) this.walWatcher = undefined;
@@ -503,6 +521,22 @@ export class SqliteStore implements Store<SqliteTransaction> {
     } catch {
       // No WAL file to watch (yet): the poll covers it.
     }
+  }
+
+  /**
+   * A writer appends its frames to the WAL, syncs them, and only then makes
+   * the commit visible, so the change event arrives before the commit can be
+   * seen. Checking again every millisecond, ten times, finds it without
+   * waiting for the poll. A check costs a few microseconds.
+   */
+  private checkAfterWalWrite(retry: number): void {
+    if (this.checkForCommits() || retry >= 10 || this.closed) return;
+    if (retry === 0 && this.walRecheckPending) return;
+    this.walRecheckPending = true;
+    setTimeout(() => {
+      this.walRecheckPending = false;
+      this.checkAfterWalWrite(retry + 1);
+    }, 1).unref();
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,49 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MIGRATIONS } from '../../src/stores/sqlite/migrations.js';
+import { SqliteStore } from '../../src/stores/sqlite/sqlite-store.js';
+
+describe('SQLite migrations', () => {
+  let folder: string;
+  let path: string;
+  beforeEach(() => {
+    folder = mkdtempSync(join(tmpdir(), 'vouch-migrate-'));
+    path = join(folder, 'store.db');
+  });
+  afterEach(() => rmSync(folder, { recursive: true, force: true }));
+
+  const indexes = (db: BetterSqlite3.Database) =>
+    db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'vouch_attempts' ORDER BY name").pluck().all();
+
+  it('upgrades a version 1 store: recovered attempts get a partial index, and the audit reads through it', async () => {
+    // A store as version 1 left it, with one attempt of each kind the audit must tell apart.
+    const old = new BetterSqlite3(path);
+    old.exec('CREATE TABLE vouch_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+    old.exec(MIGRATIONS[0]!.sql);
+    old.prepare('INSERT INTO vouch_migrations VALUES (1, ?, 0)').run(MIGRATIONS[0]!.description);
+    old.exec(`INSERT INTO vouch_jobs (id, name, queue, payload, state, max_attempts, lease_ms, run_at, created_at, dedup_window_ms)
+              VALUES (1, 'mail', 'default', '{}', 'available', 3, 1000, 0, 0, 0)`);
+    old.exec(
+      `INSERT INTO vouch_attempts VALUES (1, 1, 'w', 't1', 0, 10, 'abandoned', 'gone'), (1, 2, 'w', 't2', 20, 30, 'succeeded', NULL)`,
+    );
+    expect(indexes(old)).toContain('vouch_attempts_ended');
+    old.close();
+
+    const store = new SqliteStore({ path });
+    try {
+      expect(indexes(store.db)).toEqual(['vouch_attempts_recovered']);
+      expect(store.db.prepare('SELECT max(version) FROM vouch_migrations').pluck().get()).toBe(MIGRATIONS.at(-1)!.version);
+      const plan = store.db
+        .prepare(`EXPLAIN QUERY PLAN SELECT job_id FROM vouch_attempts WHERE outcome IN ('abandoned', 'lease_lost') AND ended_at > ?`)
+        .all(0) as { detail: string }[];
+      expect(plan.map((step) => step.detail).join('\n')).toMatch(/vouch_attempts_recovered/);
+      const findings = await store.audit({ overdueAfterMs: 1e12, inDoubtAfterMs: 1e12, windowMs: 1e15, limit: 10 });
+      expect(findings.recovered).toEqual([expect.objectContaining({ jobId: '1', attempt: 1 })]);
+    } finally {
+      await store.close();
+    }
+  });
+});

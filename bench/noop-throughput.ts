@@ -7,6 +7,7 @@
  *
  *   npx tsx bench/noop-throughput.ts
  *   npx tsx bench/noop-throughput.ts --stores sqlite --concurrency 50
+ *   npm run build && npx tsx bench/noop-throughput.ts --from dist
  *   npx tsx bench/noop-throughput.ts --jobs 5000 --runs 1 --postgres postgres://postgres@127.0.0.1:5432/test
  *
  * Drain rate: jobs divided by the time from worker.start() to the last
@@ -22,9 +23,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { pino } from 'pino';
-import { Client, defineJob, type Store, Worker } from '../src/index.js';
-import { PostgresStore } from '../src/postgres.js';
-import { SqliteStore } from '../src/sqlite.js';
+import type * as VouchApi from '../src/index.js';
+import type * as VouchPostgres from '../src/postgres.js';
+import type * as VouchSqlite from '../src/sqlite.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -35,6 +36,8 @@ const { values: args } = parseArgs({
     postgres: { type: 'string', default: process.env.VOUCH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test' },
     stores: { type: 'string', default: 'sqlite,postgres' },
     prefetch: { type: 'string' },
+    from: { type: 'string', default: 'src' },
+    log: { type: 'string', default: 'silent' },
   },
 });
 const JOBS = Number(args.jobs);
@@ -43,6 +46,13 @@ const CHUNK = Number(args.chunk);
 const CONCURRENCIES = (args.concurrency as string).split(',').map(Number);
 const POSTGRES_URL = args.postgres as string;
 const SCHEMA = `bench_noop_${process.pid}`;
+
+// --from dist measures the build that users run (npm run build first), --from src the sources through tsx.
+if (args.from !== 'src' && args.from !== 'dist') throw new Error(`--from takes src or dist; got "${args.from}".`);
+const { Client, defineJob, Worker } = (await import(`../${args.from}/index.js`)) as typeof VouchApi;
+const { PostgresStore } = (await import(`../${args.from}/postgres.js`)) as typeof VouchPostgres;
+const { SqliteStore } = (await import(`../${args.from}/sqlite.js`)) as typeof VouchSqlite;
+type Store<Tx> = VouchApi.Store<Tx>;
 
 const noop = defineJob({
   name: 'noop',
@@ -116,7 +126,7 @@ async function measure(kind: StoreKind, concurrency: number): Promise<Measuremen
       store,
       jobs: [noop],
       concurrency,
-      logger: pino({ level: 'silent' }),
+      logger: args.log === 'silent' ? pino({ level: 'silent' }) : pino({ level: args.log }, pino.destination(join(folder, 'worker.log'))),
       ...(args.prefetch === undefined ? {} : { prefetch: Number(args.prefetch) }),
     });
     let completed = 0;

@@ -135,7 +135,13 @@ export async function runAttempt(
       return 'lease_lost';
     }
     const durationMs = deps.clock() - startedAt;
-    if (deps.logger.isLevelEnabled('info')) logger().info({ durationMs, outcome }, 'job completed');
+    // The worker's logger with the attempt's fields, rather than a child logger made for one line.
+    if (attemptLogger) attemptLogger.info({ durationMs, outcome }, 'job completed');
+    else
+      deps.logger.info(
+        { jobId: job.id, job: job.name, attempt: lease.attempt, leaseToken: lease.token, durationMs, outcome },
+        'job completed',
+      );
     deps.events.emit('job:completed', { ...ref, durationMs });
     return 'completed';
   } catch (thrown) {

@@ -164,6 +164,12 @@ export interface LeaseRequest {
   queue: string;
   limit: number;
   workerId: string;
+  /**
+   * The room the worker has when the lease is written. A store that defers
+   * the lease to a batched write may call it then and lease up to that many
+   * (never fewer than `limit`), since slots free up in the meantime.
+   */
+  roomAtWrite?: () => number;
 }
 
 /** An attempt's exclusive claim on one job. */

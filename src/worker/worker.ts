@@ -196,7 +196,7 @@ export class Worker extends VouchEventEmitter {
     while (this.state === 'running') {
       this.startReady(queue);
       const busy = queue.ready.length + queue.performing;
-      const room = queue.capacity - busy;
+      const room = roomOf(queue);
       // Outcomes waiting past the capacity mean the store is behind: leasing more would only lengthen that wait.
       const storeBehind = queue.settling > queue.capacity;
       if (queue.drained || storeBehind || room <= 0 || (busy > 0 && room < threshold)) {
@@ -206,7 +206,7 @@ export class Worker extends VouchEventEmitter {
       }
       let leased: LeasedJob[];
       try {
-        leased = await this.store.lease({ queue: queue.name, limit: room, workerId: this.workerId });
+        leased = await this.store.lease({ queue: queue.name, limit: room, workerId: this.workerId, roomAtWrite: () => roomOf(queue) });
         failures = 0;
       } catch (thrown) {
         failures += 1;
@@ -383,6 +383,11 @@ export class Worker extends VouchEventEmitter {
       this.sweeping = false;
     }
   }
+}
+
+/** Jobs the queue may lease now: its capacity less the jobs ready or performing. */
+function roomOf(queue: QueueState): number {
+  return queue.capacity - queue.ready.length - queue.performing;
 }
 
 /** Enough leases ahead that a busy queue writes one lease batch per several commits, without holding many jobs from other workers. */

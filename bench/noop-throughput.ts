@@ -38,6 +38,7 @@ const { values: args } = parseArgs({
     prefetch: { type: 'string' },
     from: { type: 'string', default: 'src' },
     log: { type: 'string', default: 'silent' },
+    effect: { type: 'boolean', default: false },
   },
 });
 const JOBS = Number(args.jobs);
@@ -57,7 +58,11 @@ type Store<Tx> = VouchApi.Store<Tx>;
 const noop = defineJob({
   name: 'noop',
   payload: { '~standard': { version: 1, vendor: 'bench', validate: (value: unknown) => ({ value: value as { n: number } }) } },
-  perform: () => null,
+  // --effect: one ctx.effect per job, to measure what the effect ledger costs.
+  perform: async (ctx) => {
+    if (args.effect) await ctx.effect('noop', () => 1);
+    return null;
+  },
 });
 
 interface StoreKind {

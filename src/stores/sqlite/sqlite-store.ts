@@ -632,5 +632,4 @@ export class SqliteStore implements Store<SqliteTransaction> {
     }
     return statement;
   }
-
 }

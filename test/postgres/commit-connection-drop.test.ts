@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { VouchError } from '../../src/core/errors.js';
 import type { Lease } from '../../src/core/store.js';
-import { commitStatements } from '../../src/stores/postgres/commit.js';
+import { commitGroupStatement } from '../../src/stores/postgres/commit-group.js';
 import { PostgresStore } from '../../src/stores/postgres/postgres-store.js';
 import { quoteIdent, schemaNames } from '../../src/stores/postgres/sql.js';
 import { newJob } from '../support/jobs.js';
@@ -128,8 +128,8 @@ describe.skipIf(!postgresAvailable())('postgres: a connection dropped during com
       expect(lines.find((line) => line.msg.includes('dropped during commit'))).toMatchObject({ committed: false });
     });
 
-    it('finds out a single-statement commit', async () => {
-      const complete = commitStatements(schemaNames(schema)).complete.name;
+    it('finds out a group commit without writes', async () => {
+      const complete = commitGroupStatement(schemaNames(schema)).name;
       const landed = await leaseOne();
       cutter.arm('deliver-then-cut', complete);
       expect(await store.commit(landed, { resultJson: '1', outcome: 'succeeded', writes: [] })).toBe(true);

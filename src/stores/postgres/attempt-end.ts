@@ -1,13 +1,17 @@
+import type pg from 'pg';
 import type { Failure, Lease } from '../../core/store.js';
+import { withClient } from './connection.js';
+import type { GroupItem, Settled } from './group-writer.js';
 import { delayUntil, interval, NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
 
 /**
  * The other ways an attempt ends: it errored (fail), it was given back on
  * shutdown (release), or it found its lease lost (abandonLease). Each is one
- * statement that changes the job and closes the attempt row together.
+ * statement that changes the job and closes the attempt row together; fail
+ * does it for a group of attempts at once.
  */
 export interface AttemptEndStatements {
-  fail: Statement<{ changed: number }>;
+  fail: Statement<{ id: string }>;
   release: Statement<{ changed: number }>;
   abandon: Statement;
 }
@@ -26,26 +30,6 @@ export function recoverySet(reason: string): string {
 }
 
 export function attemptEndStatements(n: SchemaNames): AttemptEndStatements {
-  // Fenced like the commit. $5 is the delay until the retry: null fails the job for good.
-  const fail = new Statement<{ changed: number }>(`
-    WITH failed AS (
-      UPDATE ${n.jobs}
-         SET state = CASE WHEN $5::float8 IS NULL THEN 'failed'
-                          WHEN $5::float8 > 0 THEN 'retryable'
-                          ELSE 'available' END,
-             run_at = ${NOW} + ${interval('coalesce($5::float8, 0)')},
-             last_error = $6,
-             finished_at = CASE WHEN $5::float8 IS NULL THEN ${NOW} END,
-             lease_token = NULL, lease_expires_at = NULL
-       WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_expires_at > ${NOW}
-      RETURNING id
-    ),
-    closed AS (
-      UPDATE ${n.attempts} SET outcome = 'errored', error = $6, ended_at = ${NOW}
-       WHERE job_id = $2 AND attempt = $4 AND lease_token = $3 AND EXISTS (SELECT 1 FROM failed)
-    )
-    SELECT count(*)::int AS changed FROM failed`);
-
   // Releasing is safe even after expiry, so only the token is checked. The released attempt
   // does not use up an attempt: max_attempts grows by one to give it back.
   const release = new Statement<{ changed: number }>(`
@@ -81,18 +65,7 @@ export function attemptEndStatements(n: SchemaNames): AttemptEndStatements {
     woken AS (SELECT pg_notify($7, queue) FROM recovered WHERE state = 'available')
     SELECT count(*) FROM woken`);
 
-  return { fail, release, abandon };
-}
-
-export async function failAttempt(
-  db: Queryable,
-  s: AttemptEndStatements,
-  now: number | null,
-  lease: Lease,
-  failure: Failure,
-): Promise<boolean> {
-  const { rows } = await s.fail.run(db, [now, lease.jobId, lease.token, lease.attempt, delayUntil(failure.retryAt, now), failure.error]);
-  return rows[0]?.changed === 1;
+  return { fail: failStatement(n), release, abandon };
 }
 
 export async function releaseAttempt(
@@ -124,4 +97,74 @@ export async function abandonAttempt(
     `lease lost on attempt ${lease.attempt}: ${reason}`,
     n.channel,
   ]);
+}
+
+/**
+ * Group fail: errored attempts of many jobs settled in one autocommitted
+ * statement, each fenced as a single fail is (running, same token, lease not
+ * expired by the database clock). A job becomes retryable after its delay,
+ * available at once when the delay is not positive, or failed for good when
+ * it has no retry time. Its attempt closes as `errored` only when its job
+ * row changed. Rows are locked in id order (compareJobIds), as every group
+ * statement and the heartbeat lock them.
+ *
+ * A dropped connection rejects every caller of the group with the
+ * connection error, as it rejects a single fail.
+ */
+export interface FailGroupItem extends GroupItem {
+  lease: Lease;
+  failure: Failure;
+}
+
+function failStatement(n: SchemaNames): Statement<{ id: string }> {
+  // Locked and fenced row by row in input order, as the group commit does (see compareJobIds).
+  return new Statement<{ id: string }>(`
+    WITH held AS MATERIALIZED (
+      SELECT input.*
+        FROM unnest($2::bigint[], $3::text[], $4::int[], $5::float8[], $6::text[]) AS input(id, token, attempt, delay, error)
+       CROSS JOIN LATERAL (
+         SELECT j.state, j.lease_token, j.lease_expires_at FROM ${n.jobs} j WHERE j.id = input.id FOR NO KEY UPDATE OFFSET 0
+       ) AS locked
+       WHERE locked.state = 'running' AND locked.lease_token = input.token AND locked.lease_expires_at > ${NOW}
+    ),
+    failed AS (
+      UPDATE ${n.jobs} j
+         SET state = CASE WHEN held.delay IS NULL THEN 'failed'
+                          WHEN held.delay > 0 THEN 'retryable'
+                          ELSE 'available' END,
+             run_at = ${NOW} + ${interval('coalesce(held.delay, 0)')},
+             last_error = held.error,
+             finished_at = CASE WHEN held.delay IS NULL THEN ${NOW} END,
+             lease_token = NULL, lease_expires_at = NULL
+        FROM held
+       WHERE j.id = held.id AND j.lease_token = held.token AND j.lease_expires_at > ${NOW}
+      RETURNING j.id, held.token, held.attempt, held.error
+    ),
+    closed AS (
+      UPDATE ${n.attempts} a
+         SET outcome = 'errored', error = failed.error, ended_at = ${NOW}
+        FROM failed
+       WHERE a.job_id = failed.id AND a.attempt = failed.attempt AND a.lease_token = failed.token
+    )
+    SELECT id::text AS id FROM failed`);
+}
+
+export async function failGroup(
+  pool: pg.Pool,
+  statement: Statement<{ id: string }>,
+  items: readonly FailGroupItem[],
+  now: number | null,
+): Promise<Settled<boolean>[]> {
+  const { rows } = await withClient(pool, (client) =>
+    statement.run(client, [
+      now,
+      items.map((item) => item.lease.jobId),
+      items.map((item) => item.lease.token),
+      items.map((item) => item.lease.attempt),
+      items.map((item) => delayUntil(item.failure.retryAt, now)),
+      items.map((item) => item.failure.error),
+    ]),
+  );
+  const changed = new Set(rows.map((row) => row.id));
+  return items.map((item) => ({ ok: true, value: changed.has(item.lease.jobId) }));
 }

@@ -15,8 +15,8 @@ import { CLOCK_NOW, type SchemaNames, Statement } from './sql.js';
  * open, the sweep (which skips locked rows) cannot recover the job and no
  * other attempt can lease it. The final update checks the fence again by the
  * database's wall clock, so a lease that expired while the writes ran is
- * refused and everything rolls back. A commit without writes is that final
- * update alone: one statement, one round trip.
+ * refused and everything rolls back. A commit without writes does not come
+ * here: it joins a group commit (commit-group.ts).
  *
  * If the connection drops, the outcome is found out, never guessed. A fresh
  * connection reads this attempt's row with FOR SHARE, which waits for the
@@ -26,7 +26,7 @@ import { CLOCK_NOW, type SchemaNames, Statement } from './sql.js';
 export interface CommitStatements {
   fence: Statement;
   complete: Statement<{ completed: number }>;
-  outcome: Statement<{ outcome: string | null }>;
+  outcome: Statement<{ job_id: string; attempt: number; lease_token: string; outcome: string | null }>;
 }
 
 export function commitStatements(n: SchemaNames): CommitStatements {
@@ -49,12 +49,14 @@ export function commitStatements(n: SchemaNames): CommitStatements {
     )
     SELECT count(*)::int AS completed FROM completed`);
 
-  const outcome = new Statement<{ outcome: string | null }>(`
-    SELECT a.outcome
-      FROM ${n.attempts} a
+  // One row per attempt of the given leases that still exists; the leases come as three parallel arrays.
+  const outcome = new Statement<{ job_id: string; attempt: number; lease_token: string; outcome: string | null }>(`
+    SELECT a.job_id::text AS job_id, a.attempt, a.lease_token, a.outcome
+      FROM unnest($1::bigint[], $2::int[], $3::text[]) AS requested(job_id, attempt, lease_token)
+      JOIN ${n.attempts} a ON a.job_id = requested.job_id AND a.attempt = requested.attempt AND a.lease_token = requested.lease_token
       JOIN ${n.jobs} j ON j.id = a.job_id
-     WHERE a.job_id = $1 AND a.attempt = $2 AND a.lease_token = $3
-       FOR SHARE`);
+     ORDER BY a.job_id
+       FOR SHARE OF a, j`);
 
   return { fence, complete, outcome };
 }
@@ -87,12 +89,6 @@ export async function commitAttempt(
   };
   const complete = [now, lease.jobId, lease.token, lease.attempt, completion.resultJson, completion.outcome];
   try {
-    if (completion.writes.length === 0) {
-      // Nothing of the application's to run: the fenced update alone is the commit, one atomic statement.
-      await failpoint('inside-commit');
-      const { rows } = await statements.complete.run(client, complete);
-      return rows[0]?.completed === 1;
-    }
     await client.query('BEGIN');
     const held = await statements.fence.run(client, [now, lease.jobId, lease.token]);
     if (held.rows.length === 0) {
@@ -117,7 +113,7 @@ export async function commitAttempt(
     broken ??= error as Error;
     // The broken client goes first, so a small pool has a connection free for the read-back.
     release();
-    const committed = await findOutCommit(pool, statements, lease, error as Error);
+    const [committed = false] = await findOutCommits(pool, statements, [lease], error as Error);
     logger.warn(
       { jobId: lease.jobId, attempt: lease.attempt, leaseToken: lease.token, committed, error: errorForLog(error) },
       committed
@@ -131,11 +127,17 @@ export async function commitAttempt(
 }
 
 /**
- * Reads whether this attempt's commit landed, on a fresh connection. Throws
- * when the read fails too, because the outcome is then unknown; if the commit
- * did not land, the sweep recovers the job once its lease expires.
+ * Reads, on a fresh connection, whether each lease's commit landed, in the
+ * order of `leases`. Throws when the read fails too, because the outcome is
+ * then unknown. A commit that did not land is recovered by the sweep once
+ * its lease expires.
  */
-async function findOutCommit(pool: pg.Pool, statements: CommitStatements, lease: Lease, cause: Error): Promise<boolean> {
+export async function findOutCommits(
+  pool: pg.Pool,
+  statements: CommitStatements,
+  leases: readonly Lease[],
+  cause: Error,
+): Promise<boolean[]> {
   let lastError: unknown;
   for (let attempt = 0; attempt <= OUTCOME_RETRY_DELAYS_MS.length; attempt += 1) {
     if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, OUTCOME_RETRY_DELAYS_MS[attempt - 1]));
@@ -144,10 +146,18 @@ async function findOutCommit(pool: pg.Pool, statements: CommitStatements, lease:
         await client.query('BEGIN');
         try {
           await client.query({ text: `SELECT set_config('lock_timeout', $1, true)`, values: [OUTCOME_LOCK_TIMEOUT] });
-          const { rows } = await statements.outcome.run(client, [lease.jobId, lease.attempt, lease.token]);
+          const { rows } = await statements.outcome.run(client, [
+            leases.map((lease) => lease.jobId),
+            leases.map((lease) => lease.attempt),
+            leases.map((lease) => lease.token),
+          ]);
           await client.query('COMMIT');
-          const outcome = rows[0]?.outcome;
-          return outcome === 'succeeded' || outcome === 'verified';
+          const landed = new Set(
+            rows
+              .filter((row) => row.outcome === 'succeeded' || row.outcome === 'verified')
+              .map((row) => `${row.job_id}/${row.attempt}/${row.lease_token}`),
+          );
+          return leases.map((lease) => landed.has(`${lease.jobId}/${lease.attempt}/${lease.token}`));
         } catch (error) {
           await rollbackQuietly(client);
           throw error;
@@ -158,8 +168,12 @@ async function findOutCommit(pool: pg.Pool, statements: CommitStatements, lease:
       if (!isConnectionError(error)) break;
     }
   }
+  const subject =
+    leases.length === 1
+      ? `job ${leases[0]?.jobId} (attempt ${leases[0]?.attempt})`
+      : `a group of ${leases.length} jobs (${leases.map((lease) => lease.jobId).join(', ')})`;
   throw new VouchError(
-    `the connection dropped while committing job ${lease.jobId} (attempt ${lease.attempt}) and the outcome could not be read back ` +
+    `the connection dropped while committing ${subject} and the outcome could not be read back ` +
       `(${(lastError as Error)?.message ?? 'unknown error'}); if the commit did not land, the job is recovered when its lease expires`,
     { cause },
   );

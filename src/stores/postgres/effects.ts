@@ -1,78 +1,173 @@
+import type pg from 'pg';
 import { VouchError } from '../../core/errors.js';
 import type { EffectDone, EffectIntent, EffectIntentOutcome, Lease } from '../../core/store.js';
+import { withClient } from './connection.js';
+import type { GroupItem, Settled } from './group-writer.js';
 import { parseJson } from './rows.js';
-import { NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
+import { NOW, type SchemaNames, Statement } from './sql.js';
 
 /**
- * The effect ledger's writes. An intent is fenced on the lease: the fence
- * locks the job row FOR SHARE, so the sweep, a commit or a release cannot
- * move the job out of `running` between the check and the write. A done
- * record is a fact about the world and is kept even after the lease was
- * lost, as long as the effect is still only an intent.
+ * The effect ledger's writes, each grouped: the intents (or done records) of
+ * many attempts go to the database in one statement.
+ *
+ * - an intent is written only under a held lease (running, same token, not
+ *   expired by the database clock). The job row is locked FOR SHARE, so no
+ *   commit, release or sweep moves the job out of `running` meanwhile. An
+ *   effect already done is not touched, and its stored result is returned;
+ * - a done record needs no lease, since it records what happened in the
+ *   world, and it only ever turns an intent into done.
+ *
+ * Job rows are locked in id order, as the other group statements and the
+ * heartbeat lock them. A dropped connection rejects every caller of the
+ * group with the connection error, as it rejects a single write.
  */
+export interface IntentGroupItem extends GroupItem {
+  lease: Lease;
+  effect: EffectIntent;
+}
+
+export interface DoneGroupItem extends GroupItem {
+  lease: Lease;
+  effect: EffectDone;
+}
+
+/**
+ * The intent statement returns two kinds of row: one `item` row per
+ * input row (its position `n`, whether the lease held, and the effect's done
+ * result if it was done before the statement began), and one `written` row
+ * per ledger row the statement inserted or renewed.
+ */
+interface IntentRow {
+  kind: 'item' | 'written';
+  n: number | null;
+  job_id: string | null;
+  name: string | null;
+  held: boolean | null;
+  done: boolean | null;
+  result: string | null;
+}
+
 export interface EffectStatements {
-  intent: Statement<{ held: number; written: number; done: boolean; result: string | null }>;
+  intent: Statement<IntentRow>;
   doneResult: Statement<{ result: string | null }>;
   done: Statement;
 }
 
 export function effectStatements(n: SchemaNames): EffectStatements {
-  const intent = new Statement<{ held: number; written: number; done: boolean; result: string | null }>(`
-    WITH fence AS (
-      SELECT id FROM ${n.jobs}
-       WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_expires_at > ${NOW}
-         FOR SHARE
+  // Each job row is locked FOR SHARE where its fence is checked, in input order (see
+  // compareJobIds). The done lookup reads the ledger as it was when the statement began, which
+  // is how it distinguishes an effect done before from one this statement wrote. It is a lateral
+  // subquery, so it is always one primary key lookup per item. The written rows come back
+  // as rows of their own rather than by a join, so no plan can compare every item with every row.
+  const intent = new Statement<IntentRow>(`
+    WITH fence AS MATERIALIZED (
+      SELECT input.*,
+             coalesce(locked.state = 'running' AND locked.lease_token = input.token AND locked.lease_expires_at > ${NOW}, false) AS held
+        FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], $6::text[]) WITH ORDINALITY
+             AS input(id, token, attempt, name, idempotency_key, n)
+        LEFT JOIN LATERAL (
+          SELECT j.state, j.lease_token, j.lease_expires_at FROM ${n.jobs} j WHERE j.id = input.id FOR SHARE OFFSET 0
+        ) AS locked ON true
     ),
     written AS (
       INSERT INTO ${n.effects} (job_id, name, idempotency_key, state, attempt, lease_token, intent_at)
-      SELECT fence.id, $4, $5, 'intent', $6, $3, ${NOW} FROM fence
+      SELECT id, name, idempotency_key, 'intent', attempt, token, ${NOW} FROM fence WHERE held ORDER BY n
       ON CONFLICT (job_id, name) DO UPDATE
          SET attempt = excluded.attempt, lease_token = excluded.lease_token, intent_at = excluded.intent_at
        WHERE ${n.effects}.state = 'intent'
-      RETURNING 1
+      RETURNING job_id, name
     )
-    SELECT (SELECT count(*) FROM fence)::int AS held,
-           (SELECT count(*) FROM written)::int AS written,
-           e.state = 'done' AS done, e.result::text AS result
-      FROM (SELECT 1) AS one
-      LEFT JOIN ${n.effects} e ON e.job_id = $2 AND e.name = $4 AND e.state = 'done'`);
+    SELECT 'item' AS kind, f.n::int AS n, NULL AS job_id, NULL AS name, f.held, d.result IS NOT NULL AS done, d.result
+      FROM fence f
+      LEFT JOIN LATERAL (
+        SELECT coalesce(e.result::text, 'null') AS result FROM ${n.effects} e
+         WHERE e.job_id = f.id AND e.name = f.name AND e.state = 'done'
+        OFFSET 0
+      ) AS d ON true
+    UNION ALL
+    SELECT 'written', NULL, w.job_id::text, w.name, NULL, NULL, NULL FROM written w`);
 
   // Read after the statement above found the effect done in a newer snapshot than its own.
   const doneResult = new Statement<{ result: string | null }>(`
     SELECT result::text AS result FROM ${n.effects} WHERE job_id = $1 AND name = $2 AND state = 'done'`);
 
+  // Each intent row is locked where it is checked, in input order (sorted by job id, then name).
+  // Locked, it cannot change before this statement commits, so the update names no state and
+  // no partial index on state can be planned as the outer side of the join.
   const done = new Statement(`
-    UPDATE ${n.effects}
-       SET state = 'done', result = $4::json, resolution = $5, done_at = ${NOW}
-     WHERE job_id = $2 AND name = $3 AND state = 'intent'`);
+    WITH target AS MATERIALIZED (
+      SELECT input.*
+        FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[]) AS input(id, name, result, resolution)
+       CROSS JOIN LATERAL (
+         SELECT e.state FROM ${n.effects} e WHERE e.job_id = input.id AND e.name = input.name FOR NO KEY UPDATE OFFSET 0
+       ) AS locked
+       WHERE locked.state = 'intent'
+    )
+    UPDATE ${n.effects} e
+       SET state = 'done', result = target.result::json, resolution = target.resolution, done_at = ${NOW}
+      FROM target
+     WHERE e.job_id = target.id AND e.name = target.name`);
 
   return { intent, doneResult, done };
 }
 
-export async function writeEffectIntent(
-  db: Queryable,
-  s: EffectStatements,
+export async function writeIntentGroup(
+  pool: pg.Pool,
+  statements: EffectStatements,
+  items: readonly IntentGroupItem[],
   now: number | null,
-  lease: Lease,
-  effect: EffectIntent,
-): Promise<EffectIntentOutcome> {
-  const { rows } = await s.intent.run(db, [now, lease.jobId, lease.token, effect.name, effect.idempotencyKey, lease.attempt]);
-  const row = rows[0];
-  if (!row || row.held === 0) return { status: 'lease_lost' };
-  if (row.written === 1) return { status: 'recorded' };
-  if (row.done) return { status: 'done', result: parseJson(row.result) };
-  // The insert met a done record committed after this statement's snapshot began: read it now.
-  const again = await s.doneResult.run(db, [lease.jobId, effect.name]);
-  if (again.rows[0]) return { status: 'done', result: parseJson(again.rows[0].result) };
-  throw new VouchError(`effect "${effect.name}" of job ${lease.jobId} was neither recorded nor found done`);
+): Promise<Settled<EffectIntentOutcome>[]> {
+  const { rows } = await withClient(pool, (client) =>
+    statements.intent.run(client, [
+      now,
+      items.map((item) => item.lease.jobId),
+      items.map((item) => item.lease.token),
+      items.map((item) => item.lease.attempt),
+      items.map((item) => item.effect.name),
+      items.map((item) => item.effect.idempotencyKey),
+    ]),
+  );
+  const found = new Map<number, IntentRow>();
+  const written = new Set<string>();
+  for (const row of rows) {
+    if (row.kind === 'item') found.set(row.n as number, row);
+    else written.add(`${row.job_id}\u0000${row.name}`);
+  }
+  return Promise.all(
+    items.map(async (item, index): Promise<Settled<EffectIntentOutcome>> => {
+      const row = found.get(index + 1);
+      if (!row?.held) return { ok: true, value: { status: 'lease_lost' } };
+      if (written.has(`${item.lease.jobId}\u0000${item.effect.name}`)) return { ok: true, value: { status: 'recorded' } };
+      if (row.done) return { ok: true, value: { status: 'done', result: parseJson(row.result) } };
+      // The insert met a done record committed after this statement's snapshot began: read it now.
+      try {
+        const again = await statements.doneResult.run(pool, [item.lease.jobId, item.effect.name]);
+        if (again.rows[0]) return { ok: true, value: { status: 'done', result: parseJson(again.rows[0].result) } };
+        return {
+          ok: false,
+          error: new VouchError(`effect "${item.effect.name}" of job ${item.lease.jobId} was neither recorded nor found done`),
+        };
+      } catch (error) {
+        return { ok: false, error };
+      }
+    }),
+  );
 }
 
-export async function writeEffectDone(
-  db: Queryable,
-  s: EffectStatements,
+export async function writeDoneGroup(
+  pool: pg.Pool,
+  statements: EffectStatements,
+  items: readonly DoneGroupItem[],
   now: number | null,
-  lease: Lease,
-  effect: EffectDone,
-): Promise<void> {
-  await s.done.run(db, [now, lease.jobId, effect.name, effect.resultJson, effect.resolution]);
+): Promise<Settled<void>[]> {
+  await withClient(pool, (client) =>
+    statements.done.run(client, [
+      now,
+      items.map((item) => item.lease.jobId),
+      items.map((item) => item.effect.name),
+      items.map((item) => item.effect.resultJson),
+      items.map((item) => item.effect.resolution),
+    ]),
+  );
+  return items.map(() => ({ ok: true, value: undefined }));
 }

@@ -10,7 +10,7 @@ import {
   toEffectRecord,
   toJobRecord,
 } from './rows.js';
-import { interval, NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
+import { compareJobIds, interval, NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
 
 /**
  * Leasing and heartbeats.
@@ -34,6 +34,8 @@ export function leaseStatements(n: SchemaNames): LeaseStatements {
   // Scheduled and retryable jobs become due when run_at passes; the second arm reads only those
   // whose time has come, through a range on jobs_waiting, however many wait for later. Each arm
   // locks at most LIMIT rows; the rows the final LIMIT leaves out are unlocked when the statement ends.
+  // The update finds the picked rows by `id = ANY (array)`, which plans as a primary key lookup.
+  // A join on `picked` was planned as a hash join over a sequential scan of every job.
   const claim = new Statement<JobRow>(`
     WITH ready AS (
       SELECT id, priority, run_at
@@ -63,8 +65,7 @@ export function leaseStatements(n: SchemaNames): LeaseStatements {
              lease_token = replace(gen_random_uuid()::text, '-', ''),
              lease_expires_at = ${NOW} + ${interval('j.lease_ms')},
              worker_id = $4
-        FROM picked
-       WHERE j.id = picked.id
+       WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
       RETURNING j.*
     ),
     opened AS (
@@ -84,13 +85,22 @@ export function leaseStatements(n: SchemaNames): LeaseStatements {
     SELECT ${effectColumns('e')} FROM ${n.effects} e WHERE e.job_id = ANY($1::bigint[])`);
 
   // Every lease a worker holds, renewed in one statement. A lease already expired by the
-  // database clock is not renewed, even if the sweep has not recovered it yet.
+  // database clock is not renewed, even if the sweep has not recovered it yet. The rows are
+  // locked in id order (compareJobIds), the order of the group commit, fail and effect
+  // statements, so a heartbeat and a group that share rows wait for each other, never deadlock.
   const heartbeat = new Statement<{ id: string }>(`
+    WITH held AS MATERIALIZED (
+      SELECT requested.*
+        FROM unnest($2::bigint[], $3::text[]) AS requested(id, token)
+       CROSS JOIN LATERAL (
+         SELECT j.state, j.lease_token, j.lease_expires_at FROM ${n.jobs} j WHERE j.id = requested.id FOR NO KEY UPDATE OFFSET 0
+       ) AS locked
+       WHERE locked.state = 'running' AND locked.lease_token = requested.token AND locked.lease_expires_at > ${NOW}
+    )
     UPDATE ${n.jobs} j
        SET lease_expires_at = ${NOW} + ${interval('j.lease_ms')}
-      FROM unnest($2::bigint[], $3::text[]) AS held(id, token)
-     WHERE j.id = held.id AND j.lease_token = held.token
-       AND j.state = 'running' AND j.lease_expires_at > ${NOW}
+      FROM held
+     WHERE j.id = held.id AND j.lease_token = held.token AND j.lease_expires_at > ${NOW}
     RETURNING j.id::text AS id`);
 
   return { claim, previousAttempts, effects, heartbeat };
@@ -133,6 +143,7 @@ export async function renewLeases(
   leases: readonly Lease[],
 ): Promise<Set<string>> {
   if (leases.length === 0) return new Set();
-  const { rows } = await statements.heartbeat.run(db, [now, leases.map((lease) => lease.jobId), leases.map((lease) => lease.token)]);
+  const ordered = [...leases].sort((a, b) => compareJobIds(a.jobId, b.jobId));
+  const { rows } = await statements.heartbeat.run(db, [now, ordered.map((lease) => lease.jobId), ordered.map((lease) => lease.token)]);
   return new Set(rows.map((row) => row.id));
 }

@@ -134,6 +134,29 @@ export class Statement<Row = any> {
 /** The pending states, as SQL: a job in one of them still waits for, or is in, an attempt. */
 export const PENDING_SQL = `('scheduled', 'available', 'running', 'retryable')`;
 
+/**
+ * The order in which statements that lock several job rows lock them:
+ * ascending job id, so that two such statements (a heartbeat and a group
+ * commit, say) can wait for each other but never deadlock. Ids are canonical
+ * (see parseJobId), so a shorter id is a smaller one.
+ *
+ * How a statement keeps to it: its input is an unnest of arrays sorted by
+ * this order, and drives a lateral subquery that looks one row up by its
+ * primary key alone and locks it. A subquery with a locking clause and an
+ * OFFSET is neither merged into the outer query nor given the outer
+ * conditions, so the plan is a nested loop that walks the input in array
+ * order with one primary key lookup per row, whatever the statistics say
+ * (a condition on `state` could otherwise pick a partial index and scan all
+ * of it for every row). The fence is checked on the row the lock returned,
+ * which is its newest version. The CTE holding this is MATERIALIZED, so it
+ * runs exactly once.
+ */
+export function compareJobIds(a: string, b: string): number {
+  if (a.length !== b.length) return a.length - b.length;
+  if (a === b) return 0;
+  return a < b ? -1 : 1;
+}
+
 /** Parses a job id as the store issues them (a bigint as text); anything else names no job. */
 export function parseJobId(id: string): string | null {
   return typeof id === 'string' && /^[1-9][0-9]{0,18}$/.test(id) && BigInt(id) <= 9223372036854775807n ? id : null;

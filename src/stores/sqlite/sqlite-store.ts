@@ -1,4 +1,4 @@
-import { existsSync, type FSWatcher, watch } from 'node:fs';
+import { closeSync, constants, existsSync, type FSWatcher, openSync, watch, writeSync } from 'node:fs';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { type Clock, systemClock } from '../../core/clock.js';
 import { ConfigurationError, VouchError } from '../../core/errors.js';
@@ -108,6 +108,8 @@ function leasedJobRecord(row: LeasedRow, workerId: string): JobRecord {
   };
 }
 
+const WAKE_BYTE = Buffer.from('1');
+
 const PENDING_LIST = PENDING_STATES.map((state) => `'${state}'`).join(', ');
 
 /**
@@ -126,6 +128,9 @@ export class SqliteStore implements Store<SqliteTransaction> {
   private walWatcher: FSWatcher | undefined;
   private lastDataVersion = 0;
   private walRecheckPending = false;
+  private wakeWatcher: FSWatcher | undefined;
+  /** The wake file, open for writing once this store has enqueued; null after it could not be opened. */
+  private wakeFileFd: number | null | undefined;
   private readonly statements = new Map<string, Statement>();
   private readonly groupCommit: GroupCommit;
   private closed = false;
@@ -174,6 +179,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
     const outcomes = insert.immediate(jobs);
     const queues = new Set(outcomes.filter((outcome) => !outcome.duplicate).map((outcome) => outcome.job.queue));
     for (const queue of queues) this.wake(queue);
+    if (queues.size > 0) this.touchWakeFile();
     return outcomes;
   }
 
@@ -535,6 +541,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
       this.wakeTimer = setInterval(() => this.checkForCommits(), this.wakePollMs);
       this.wakeTimer.unref();
       this.watchWal();
+      this.watchWakeFile();
     }
     return () => {
       this.listeners.delete(listener);
@@ -543,6 +550,8 @@ export class SqliteStore implements Store<SqliteTransaction> {
         this.wakeTimer = undefined;
         this.walWatcher?.close();
         this.walWatcher = undefined;
+        this.wakeWatcher?.close();
+        this.wakeWatcher = undefined;
       }
     };
   }
@@ -591,11 +600,60 @@ export class SqliteStore implements Store<SqliteTransaction> {
     }, 1).unref();
   }
 
+  /**
+   * The wake file (the database path plus `-wake`) is one byte that a store
+   * rewrites after each enqueue commits. Its change event, unlike the WAL's,
+   * comes after the commit is visible, so an idle worker in another process
+   * leases the job at once. Any failure here only leaves the WAL watch and
+   * the poll to wake workers.
+   */
+  private touchWakeFile(): void {
+    if (this.wakeFileFd === undefined) {
+      try {
+        this.wakeFileFd = openSync(`${this.path}-wake`, constants.O_WRONLY | constants.O_CREAT);
+      } catch {
+        this.wakeFileFd = null;
+      }
+    }
+    if (this.wakeFileFd === null) return;
+    try {
+      writeSync(this.wakeFileFd, WAKE_BYTE, 0, 1, 0);
+    } catch {
+      this.closeWakeFile();
+      this.wakeFileFd = null;
+    }
+  }
+
+  private watchWakeFile(): void {
+    try {
+      closeSync(openSync(`${this.path}-wake`, constants.O_WRONLY | constants.O_CREAT));
+      const watcher = watch(`${this.path}-wake`, { persistent: false }, () => this.checkAfterWalWrite(0));
+      watcher.on('error', () => {
+        watcher.close();
+        if (this.wakeWatcher === watcher) this.wakeWatcher = undefined;
+      });
+      this.wakeWatcher = watcher;
+    } catch {
+      // A folder that does not allow the file: the WAL watch and the poll cover it.
+    }
+  }
+
+  private closeWakeFile(): void {
+    if (typeof this.wakeFileFd !== 'number') return;
+    try {
+      closeSync(this.wakeFileFd);
+    } catch {
+      // Already closed; nothing to release.
+    }
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     if (this.wakeTimer) clearInterval(this.wakeTimer);
     this.walWatcher?.close();
+    this.wakeWatcher?.close();
+    this.closeWakeFile();
     this.listeners.clear();
     this.db.close();
   }

@@ -233,7 +233,14 @@ export class Worker extends VouchEventEmitter {
   /** Starts ready attempts while the queue has free slots. */
   private startReady(queue: QueueState): void {
     while (queue.performing < queue.concurrency && queue.ready.length > 0 && this.state === 'running') {
-      this.startAttempt(queue.ready.shift() as HeldLease);
+      const held = queue.ready[0] as HeldLease;
+      // A lease not renewed within its duration may belong to another attempt by now: never start on it.
+      if (this.clock() - held.renewedAt >= held.leaseMs) {
+        this.stepDown(held, 'the lease expired before a slot freed for its attempt');
+        continue;
+      }
+      queue.ready.shift();
+      this.startAttempt(held);
     }
   }
 

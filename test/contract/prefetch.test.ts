@@ -116,4 +116,22 @@ describeEachStore('prefetch', (env) => {
     expect(await env.store.getJob(ids[1]!)).toMatchObject({ state: 'failed', leaseToken: null });
     expect(events.of('job:completed')).toEqual([]);
   });
+
+  it('steps down from a prefetched lease it has not renewed in time, even before a heartbeat says so', async () => {
+    const gated = gatedJob();
+    const ids = await enqueue(gated.definition, 2);
+    // No heartbeat runs during the test: only the worker's own record of its last renewal can stop it.
+    const { events } = await env.startWorker({ jobs: [gated.definition], concurrency: 1, prefetch: 1, heartbeatIntervalMs: 600_000 });
+    await waitFor('two leases', async () => (await runningIds(ids)).length === 2);
+
+    env.clock.advance(LEASE_MS + 1);
+    gated.open();
+    await waitFor('both jobs to leave running', async () => (await runningIds(ids)).length === 0);
+
+    expect(gated.started).toEqual([ids[0]]);
+    expect(events.of('lease:lost').find((event) => event.jobId === ids[1])).toMatchObject({
+      reason: expect.stringMatching(/expired before a slot freed/),
+    });
+    expect(await env.store.listAttempts(ids[1]!)).toEqual([expect.objectContaining({ attempt: 1, outcome: 'lease_lost' })]);
+  });
 });

@@ -67,7 +67,7 @@ export class Worker extends VouchEventEmitter {
   private readonly clock: Clock;
   private readonly definitions = new Map<string, JobDefinition<any, any>>();
   private readonly queues = new Map<string, QueueState>();
-  private readonly held = new Map<string, HeldLease>();
+  private readonly heldLeases = new Map<string, HeldLease>();
   private readonly pollIntervalMs: number;
   private readonly sweepIntervalMs: number;
   private readonly heartbeatIntervalMs: number;
@@ -132,7 +132,7 @@ export class Worker extends VouchEventEmitter {
 
   /** Number of leases this worker holds: attempts waiting for a slot, performing, or settling. */
   get activeCount(): number {
-    return this.held.size;
+    return this.heldLeases.size;
   }
 
   async start(): Promise<void> {
@@ -160,15 +160,15 @@ export class Worker extends VouchEventEmitter {
 
   private async shutDown(graceMs: number): Promise<void> {
     this.state = 'stopping';
-    this.logger.info({ held: this.held.size, graceMs }, 'worker stopping');
+    this.logger.info({ leasesHeld: this.heldLeases.size, graceMs }, 'worker stopping');
     for (const queue of this.queues.values()) queue.signal.notify();
     await Promise.all(this.loops);
     await Promise.all([...this.queues.values()].flatMap((queue) => queue.ready.splice(0).map((held) => this.giveBack(held))));
 
-    const running = () => [...this.held.values()].flatMap((held) => (held.done ? [held.done] : []));
+    const running = () => [...this.heldLeases.values()].flatMap((held) => (held.done ? [held.done] : []));
     const settled = await waitAll(running(), graceMs);
     if (!settled) {
-      for (const held of this.held.values()) {
+      for (const held of this.heldLeases.values()) {
         held.abort?.abort(new ShutdownError(`shutdown grace of ${graceMs} ms ran out`));
       }
       await Promise.all(running());
@@ -222,7 +222,7 @@ export class Worker extends VouchEventEmitter {
       const renewedAt = this.clock();
       for (const job of leased) {
         const held: HeldLease = { leased: job, queue, leaseMs: job.job.leaseMs, renewedAt, abort: undefined, done: undefined };
-        this.held.set(job.job.id, held);
+        this.heldLeases.set(job.job.id, held);
         queue.ready.push(held);
       }
       // Failpoint: the leases are written and no attempt has started.
@@ -281,8 +281,8 @@ export class Worker extends VouchEventEmitter {
   }
 
   private forget(held: HeldLease): void {
-    if (this.held.get(held.leased.job.id) !== held) return;
-    this.held.delete(held.leased.job.id);
+    if (this.heldLeases.get(held.leased.job.id) !== held) return;
+    this.heldLeases.delete(held.leased.job.id);
   }
 
   /** Releases a lease whose attempt never started, so the job is available again at once and keeps its attempts. */
@@ -313,9 +313,9 @@ export class Worker extends VouchEventEmitter {
   }
 
   private async renewLeases(): Promise<void> {
-    if (this.heartbeating || this.held.size === 0) return;
+    if (this.heartbeating || this.heldLeases.size === 0) return;
     this.heartbeating = true;
-    const leases = [...this.held.values()];
+    const leases = [...this.heldLeases.values()];
     const startedAt = this.clock();
     try {
       // Failpoint: a block or sleep here stalls every lease renewal of this worker.
@@ -397,7 +397,7 @@ function roomOf(queue: QueueState): number {
   return queue.capacity - queue.ready.length - queue.performing;
 }
 
-/** Enough leases ahead that a busy queue writes one lease batch per several commits, without holding many jobs from other workers. */
+/** The prefetch when the options set none: one job ahead per slot, so a lease batch refills every slot once. */
 function defaultPrefetch(concurrency: number): number {
   return concurrency;
 }

@@ -1,4 +1,4 @@
-import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { ProxyTracerProvider, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { AttemptResult } from './attempt.js';
 import type { AttemptRef } from './events.js';
 
@@ -12,6 +12,9 @@ const FAILED_RESULTS: ReadonlySet<AttemptResult> = new Set(['retry', 'failed', '
  * registered tracer provider the API hands out no-op spans.
  */
 export function traceAttempt(ref: AttemptRef, run: () => Promise<AttemptResult>): Promise<AttemptResult> {
+  // Without a provider, a no-op span still costs a context, a span and a promise per job.
+  // The check runs per attempt, so a provider registered later is used from then on.
+  if (!tracingRegistered()) return run();
   const attributes = {
     'vouch.job.id': ref.jobId,
     'vouch.job.name': ref.name,
@@ -32,4 +35,10 @@ export function traceAttempt(ref: AttemptRef, run: () => Promise<AttemptResult>)
       span.end();
     }
   });
+}
+
+/** Tells whether the application registered a tracer provider. The API's default proxy has no delegate until then. */
+function tracingRegistered(): boolean {
+  const provider = trace.getTracerProvider();
+  return !(provider instanceof ProxyTracerProvider) || provider.getDelegateTracer('vouch') !== undefined;
 }

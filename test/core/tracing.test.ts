@@ -50,4 +50,28 @@ describe('attempt tracing', () => {
     expect(byJob.get(bad.id)?.status.code).toBe(SpanStatusCode.ERROR);
     expect(byJob.get(bad.id)?.attributes['vouch.attempt']).toBe(1);
   });
+
+  it('runs attempts without spans until a provider is registered, then traces the next ones', async () => {
+    trace.disable();
+    exporter.reset();
+    const store = new SqliteStore({ path: join(folder, 'late.db') });
+    const job = defineJob({ name: 'late', payload: v.object({ n: v.number() }), perform: (ctx) => ctx.payload.n });
+    const client = new Client({ store });
+    const worker = new Worker({ store, jobs: [job], logger: silentLogger(), pollIntervalMs: 20 });
+    await worker.start();
+    try {
+      const untraced = await client.enqueue(job, { n: 1 });
+      await waitFor('the first job to complete', async () => (await store.getJob(untraced.id))?.state === 'completed');
+      expect(exporter.getFinishedSpans()).toEqual([]);
+
+      // Registered while the worker runs: the next attempt gets its span.
+      trace.setGlobalTracerProvider(provider);
+      const traced = await client.enqueue(job, { n: 2 });
+      await waitFor('one finished attempt span', () => exporter.getFinishedSpans().length === 1);
+      expect(exporter.getFinishedSpans()[0]?.attributes['vouch.job.id']).toBe(traced.id);
+    } finally {
+      await worker.stop();
+      await store.close();
+    }
+  });
 });

@@ -69,12 +69,10 @@ function stringifyWithin(jobName: string, what: string, value: unknown, maxBytes
 
 function assertJsonSafe(jobName: string, what: string, value: unknown, path: string, ancestors: Set<object>): void {
   const where = path || '(root)';
-  const reject = (problem: string): never => {
-    throw new InvalidPayloadError(
-      `${what} of job "${jobName}" cannot be stored as JSON: ${where} ${problem}. Convert it to a string, number, boolean, null, array or plain object.`,
-      jobName,
-      [{ path, message: problem }],
-    );
+  const reject = (problem: string, fix = 'Convert it to a string, number, boolean, null, array or plain object.'): never => {
+    throw new InvalidPayloadError(`${what} of job "${jobName}" cannot be stored as JSON: ${where} ${problem}. ${fix}`, jobName, [
+      { path, message: problem },
+    ]);
   };
 
   switch (typeof value) {
@@ -106,8 +104,8 @@ function assertJsonSafe(jobName: string, what: string, value: unknown, path: str
   const prototype = Object.getPrototypeOf(object);
   if (!Array.isArray(object) && prototype !== Object.prototype && prototype !== null) {
     const type = prototype?.constructor?.name || 'an object with a custom prototype';
-    if (object instanceof Date) reject('is a Date, which JSON stores as a string; pass date.toISOString() and parse it in the handler');
-    reject(`is a ${type}, which JSON does not store as one; convert it to a plain object or array`);
+    if (object instanceof Date) reject('is a Date, which JSON stores as a string', 'Pass date.toISOString() and parse it in the handler.');
+    reject(`is a ${type}, which JSON does not store as one`, 'Convert it to a plain object or array.');
   }
   ancestors.add(object);
   if (Array.isArray(object)) {

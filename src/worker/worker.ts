@@ -104,11 +104,11 @@ export class Worker extends VouchEventEmitter {
     for (const [name, settings] of Object.entries(queueOptions)) {
       const limit = settings.concurrency ?? concurrency;
       if (!Number.isInteger(limit) || limit < 1) {
-        throw new ConfigurationError(`concurrency of queue "${name}" must be an integer of at least 1; got ${limit}.`);
+        throw new ConfigurationError(`concurrency of queue "${name}" must be an integer of at least 1; got ${shown(limit)}.`);
       }
       const prefetch = settings.prefetch ?? options.prefetch ?? defaultPrefetch(limit);
       if (!Number.isInteger(prefetch) || prefetch < 0) {
-        throw new ConfigurationError(`prefetch of queue "${name}" must be an integer of at least 0; got ${prefetch}.`);
+        throw new ConfigurationError(`prefetch of queue "${name}" must be an integer of at least 0; got ${shown(prefetch)}.`);
       }
       this.queues.set(name, {
         name,
@@ -397,9 +397,14 @@ function roomOf(queue: QueueState): number {
   return queue.capacity - queue.ready.length - queue.performing;
 }
 
-/** The prefetch when the options set none: one job ahead per slot, so a lease batch refills every slot once. */
+/** Returns the prefetch when the options set none: one job ahead per slot, so a lease batch refills every slot once. */
 function defaultPrefetch(concurrency: number): number {
   return concurrency;
+}
+
+/** Formats a configured value for an error: quoted when it is a string, so "4" does not read as the number 4. */
+function shown(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
 }
 
 function positive(field: string, value: number, minimum = 1): number {

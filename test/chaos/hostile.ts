@@ -268,7 +268,27 @@ const brokenFileCase: HostileCase = {
       await expectOpenError(corrupt, /could not open SQLite database .*corrupt\.db.*not a database/, 'corrupt', expectations);
 
       const missingFolder = join(folder, 'no', 'such', 'folder', 'jobs.db');
-      await expectOpenError(missingFolder, /could not open SQLite database .*jobs\.db/, 'in a missing folder', expectations);
+      await expectOpenError(
+        missingFolder,
+        /could not open SQLite database .*jobs\.db.*Check that its folder exists/,
+        'in a missing folder',
+        expectations,
+      );
+
+      // A folder that exists but takes no new files: the hint must be about writing, not about a missing folder.
+      const closedFolder = join(folder, 'closed');
+      mkdirSync(closedFolder);
+      const reopen = makeReadOnly([closedFolder]);
+      try {
+        await expectOpenError(
+          join(closedFolder, 'jobs.db'),
+          /could not open SQLite database .*jobs\.db.*writable by this process/,
+          'new in a read-only folder',
+          expectations,
+        );
+      } finally {
+        reopen();
+      }
 
       // A read-only file in a read-only folder: in WAL mode SQLite writes beside the file first, so the folder
       // must be read-only too. Root ignores file modes, so as root both are made immutable (chattr +i) instead.

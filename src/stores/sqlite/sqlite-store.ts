@@ -1,4 +1,5 @@
 import { closeSync, constants, existsSync, type FSWatcher, openSync, watch, writeSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { type Clock, systemClock } from '../../core/clock.js';
 import { ConfigurationError, VouchError } from '../../core/errors.js';
@@ -83,7 +84,7 @@ type LeasedRow = [
   leaseExpiresAt: number,
 ];
 
-/** The record of a job that this lease has just set running for `workerId`. */
+/** Builds the record of a job that this lease has just set running for `workerId`. */
 function leasedJobRecord(row: LeasedRow, workerId: string): JobRecord {
   const [id, name, queue, key, payload, priority, attempt, maxAttempts, leaseMs, runAt, createdAt, finishedAt, result, lastError] = row;
   return {
@@ -158,10 +159,10 @@ export class SqliteStore implements Store<SqliteTransaction> {
     } catch (error) {
       const message = (error as Error).message;
       let fix = '';
-      if (!existsSync(options.path)) {
-        fix = migrateOnOpen
-          ? ' Check that its folder exists.'
-          : ' Check the path, or run `vouch migrate --store PATH` to create a new store.';
+      if (!existsSync(options.path) && !existsSync(dirname(resolve(options.path)))) {
+        fix = ' Check that its folder exists.';
+      } else if (!existsSync(options.path) && !migrateOnOpen) {
+        fix = ' Check the path, or run `vouch migrate --store PATH` to create a new store.';
       } else if (/readonly|read-only|unable to open|not permitted|permission/i.test(message)) {
         fix = ' Make the file, and the folder that holds it, writable by this process: in WAL mode SQLite also writes files beside it.';
       }
@@ -585,10 +586,11 @@ export class SqliteStore implements Store<SqliteTransaction> {
   }
 
   /**
-   * A writer appends its frames to the WAL, syncs them, and only then makes
-   * the commit visible, so the change event arrives before the commit can be
-   * seen. Checking again every millisecond, ten times, finds it without
-   * waiting for the poll. A check costs a few microseconds.
+   * Checks for a commit after a WAL change event, and again every
+   * millisecond up to ten times. A writer appends its frames to the WAL,
+   * syncs them, and only then makes the commit visible, so the change event
+   * arrives before the commit can be seen. The later checks find it without
+   * waiting for the poll, at a few microseconds each.
    */
   private checkAfterWalWrite(retry: number): void {
     if (this.checkForCommits() || retry >= 10 || this.closed) return;
@@ -601,8 +603,8 @@ export class SqliteStore implements Store<SqliteTransaction> {
   }
 
   /**
-   * The wake file (the database path plus `-wake`) is one byte that a store
-   * rewrites after each enqueue commits. Its change event, unlike the WAL's,
+   * Rewrites the wake file (the database path plus `-wake`), one byte that a
+   * store rewrites after each enqueue commits. Its change event, unlike the WAL's,
    * comes after the commit is visible, so an idle worker in another process
    * leases the job at once. Any failure here only leaves the WAL watch and
    * the poll to wake workers.
@@ -680,7 +682,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
     ).run(outcome, error, now, Number(lease.jobId), lease.attempt, lease.token);
   }
 
-  /** The prepared statement for `sql`, made once. `raw` statements return rows as arrays of column values. */
+  /** Returns the prepared statement for `sql`, made once. A `raw` statement returns rows as arrays of column values. */
   private statement(sql: string, raw = false): Statement {
     let statement = this.statements.get(sql);
     if (!statement) {

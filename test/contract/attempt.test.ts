@@ -9,10 +9,12 @@ import { sleep, waitFor } from '../support/wait.js';
 const empty = z.object({});
 
 describeEachStore('the attempt', (env) => {
+  // The store can show the new state a moment before the worker has emitted the attempt's events, so the wait
+  // also lasts until the worker holds no lease.
   const waitForState = (jobId: string, state: JobState, attempt?: number) =>
     waitFor(`job ${jobId} to be ${state}${attempt ? ` after attempt ${attempt}` : ''}`, async () => {
       const job = await env.store.getJob(jobId);
-      return job?.state === state && (attempt === undefined || job.attempt === attempt) ? job : null;
+      return job?.state === state && (attempt === undefined || job.attempt === attempt) && env.workersIdle ? job : null;
     });
 
   it('completes a job whose perform returns, storing its result and closing the attempt as succeeded', async () => {

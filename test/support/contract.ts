@@ -58,6 +58,11 @@ export class StoreEnv {
     return { worker, events: new EventLog(worker) };
   }
 
+  /** True when no worker of this test holds a lease: every attempt has written its outcome and emitted its events. */
+  get workersIdle(): boolean {
+    return this.workers.every((worker) => worker.activeCount === 0);
+  }
+
   /** Builds and starts a worker. */
   async startWorker(options: TestWorkerOptions): Promise<{ worker: Worker; events: EventLog }> {
     const started = this.worker(options);

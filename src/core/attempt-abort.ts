@@ -1,7 +1,7 @@
 /**
  * The abort side of one attempt: the worker aborts it when the lease is lost
  * or shutdown runs out of grace, a timeout aborts it when the job's time is
- * up. The AbortSignal that a handler sees as ctx.signal is made on first
+ * up. The AbortSignal that a handler reads as ctx.signal is made on first
  * read, because most handlers never read it and an AbortController with its
  * listener cost about a tenth of a no-op attempt.
  */

@@ -16,9 +16,9 @@ export interface WorkerOptions {
   concurrency?: number;
   /**
    * Jobs leased ahead of the free slots, per queue. A larger prefetch lets
-   * one store write lease more jobs and settle more outcomes, at the price of
-   * holding jobs that other workers could have run: if this worker dies, they
-   * wait for their leases to expire, and each counts an abandoned attempt.
+   * one store write lease more jobs and settle more outcomes. The price is
+   * holding jobs that other workers could have run. If this worker dies,
+   * they wait for their leases to expire, and each counts an abandoned attempt.
    * @defaultValue the queue's concurrency
    */
   prefetch?: number;

@@ -7,11 +7,11 @@ import { waitFor } from '../support/wait.js';
 const LEASE_MS = 5000;
 
 describeEachStore('prefetch', (env) => {
-  /** A job that waits until the test opens its gate, and counts how many run at once. */
+  /** Builds a job that waits until the test opens its gate, and counts how many run at once. */
   function gatedJob() {
     const started: string[] = [];
     let performing = 0;
-    let mostAtOnce = 0;
+    let maxAtOnce = 0;
     let open: () => void = () => {};
     const gate = new Promise<void>((resolve) => {
       open = resolve;
@@ -24,13 +24,13 @@ describeEachStore('prefetch', (env) => {
       async perform(ctx) {
         started.push(ctx.jobId);
         performing += 1;
-        mostAtOnce = Math.max(mostAtOnce, performing);
+        maxAtOnce = Math.max(maxAtOnce, performing);
         await gate;
         performing -= 1;
         return ctx.payload.n;
       },
     });
-    return { definition, started, open: () => open(), mostAtOnce: () => mostAtOnce };
+    return { definition, started, open: () => open(), maxAtOnce: () => maxAtOnce };
   }
 
   async function enqueue(definition: ReturnType<typeof gatedJob>['definition'], count: number): Promise<string[]> {
@@ -46,7 +46,7 @@ describeEachStore('prefetch', (env) => {
     return jobs.filter((job) => job?.state === 'running').map((job) => job!.id);
   }
 
-  it('leases up to the prefetch ahead but performs no more jobs at once than the concurrency', async () => {
+  it('leases ahead, performs within concurrency', async () => {
     const gated = gatedJob();
     const ids = await enqueue(gated.definition, 6);
     const { worker } = await env.startWorker({ jobs: [gated.definition], concurrency: 1, prefetch: 2 });
@@ -58,12 +58,12 @@ describeEachStore('prefetch', (env) => {
 
     gated.open();
     await waitFor('every job to complete', async () => (await env.store.countByState()).completed === 6);
-    expect(gated.mostAtOnce()).toBe(1);
+    expect(gated.maxAtOnce()).toBe(1);
     // The prefetched jobs ran in the order they were leased.
     expect(gated.started).toEqual(ids);
   });
 
-  it('gives prefetched jobs back on stop, without using up an attempt', async () => {
+  it('releases prefetched jobs on stop', async () => {
     const gated = gatedJob();
     const ids = await enqueue(gated.definition, 3);
     const { worker, events } = await env.startWorker({ jobs: [gated.definition], concurrency: 1, prefetch: 2 });
@@ -91,7 +91,7 @@ describeEachStore('prefetch', (env) => {
     ).toEqual(ids.slice(1).sort());
   });
 
-  it('never performs a prefetched job whose lease expired before a slot freed', async () => {
+  it('skips a prefetched job whose lease expired', async () => {
     const gated = gatedJob();
     const ids = await enqueue(gated.definition, 2);
     const { events } = await env.startWorker({
@@ -117,7 +117,7 @@ describeEachStore('prefetch', (env) => {
     expect(events.of('job:completed')).toEqual([]);
   });
 
-  it('steps down from a prefetched lease it has not renewed in time, even before a heartbeat says so', async () => {
+  it('skips a stale lease without a heartbeat', async () => {
     const gated = gatedJob();
     const ids = await enqueue(gated.definition, 2);
     // No heartbeat runs during the test: only the worker's own record of its last renewal can stop it.

@@ -30,7 +30,7 @@ describe('SQLite group commit', () => {
   /** Frames in the WAL since the last truncating checkpoint: one per changed page per transaction. */
   const walFrames = () => (db.pragma('wal_checkpoint(PASSIVE)') as { log: number }[])[0]?.log;
 
-  it('writes every request of one turn in one transaction', async () => {
+  it('writes one turn in one transaction', async () => {
     db.pragma('wal_checkpoint(TRUNCATE)');
     const ids = await Promise.all([group.run(insert('a')), group.run(insert('b')), group.run(insert('c'))]);
     expect(ids).toEqual([1, 2, 3]);
@@ -45,7 +45,7 @@ describe('SQLite group commit', () => {
     expect(separate).toBe(3 * (grouped as number));
   });
 
-  it('rolls back an isolated write that throws, and commits the others', async () => {
+  it('rolls back a throwing isolated write alone', async () => {
     const results = await Promise.allSettled([
       group.run(insert('kept-1')),
       group.run(
@@ -62,7 +62,7 @@ describe('SQLite group commit', () => {
     expect(bodies()).toEqual(['kept-1', 'kept-2']);
   });
 
-  it('reruns the group with every write isolated when a shared write throws, so only that write fails', async () => {
+  it('isolates a throwing shared write on retry', async () => {
     let runsOfFirst = 0;
     const results = await Promise.allSettled([
       group.run(() => {
@@ -83,7 +83,7 @@ describe('SQLite group commit', () => {
     expect(runsOfFirst).toBe(2);
   });
 
-  it('skips the fsync only for a group made entirely of unsynced writes', async () => {
+  it('skips the fsync for unsynced groups only', async () => {
     const synchronous = () => db.pragma('synchronous', { simple: true });
     const [alone] = await Promise.all([group.run(synchronous, { unsynced: true })]);
     // 1 is NORMAL (no fsync at commit in WAL mode), 2 is FULL.
@@ -94,7 +94,7 @@ describe('SQLite group commit', () => {
     expect(synchronous()).toBe(2);
   });
 
-  it('rejects every write when the group transaction cannot start', async () => {
+  it('rejects all writes when locked out', async () => {
     const other = new BetterSqlite3(join(folder, 'group.db'), { timeout: 0 });
     db.pragma('busy_timeout = 0');
     other.exec('BEGIN IMMEDIATE');

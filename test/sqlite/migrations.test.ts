@@ -18,7 +18,7 @@ describe('SQLite migrations', () => {
   const indexes = (db: BetterSqlite3.Database) =>
     db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'vouch_attempts' ORDER BY name").pluck().all();
 
-  it('upgrades a version 1 store: recovered attempts get a partial index, and the audit reads through it', async () => {
+  it('upgrades version 1 to a partial index', async () => {
     // A store as version 1 left it, with one attempt of each kind the audit must tell apart.
     const old = new BetterSqlite3(path);
     old.exec('CREATE TABLE vouch_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)');

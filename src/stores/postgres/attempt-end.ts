@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Failure, Lease } from '../../core/store.js';
 import { withClient } from './connection.js';
 import type { GroupItem, Settled } from './group-writer.js';
-import { delayUntil, interval, NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
+import { delayUntil, interval, jobFenceHolds, lockJobRow, NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
 
 /**
  * The other ways an attempt ends: it errored (fail), it was given back on
@@ -122,10 +122,8 @@ function failStatement(n: SchemaNames): Statement<{ id: string }> {
     WITH held AS MATERIALIZED (
       SELECT input.*
         FROM unnest($2::bigint[], $3::text[], $4::int[], $5::float8[], $6::text[]) AS input(id, token, attempt, delay, error)
-       CROSS JOIN LATERAL (
-         SELECT j.state, j.lease_token, j.lease_expires_at FROM ${n.jobs} j WHERE j.id = input.id FOR NO KEY UPDATE OFFSET 0
-       ) AS locked
-       WHERE locked.state = 'running' AND locked.lease_token = input.token AND locked.lease_expires_at > ${NOW}
+       CROSS JOIN LATERAL ${lockJobRow(n, 'input', 'FOR NO KEY UPDATE')}
+       WHERE ${jobFenceHolds('input', NOW)}
     ),
     failed AS (
       UPDATE ${n.jobs} j

@@ -6,7 +6,7 @@ import type { Lease } from '../../core/store.js';
 import { type CommitStatements, findOutCommits } from './commit.js';
 import { isConnectionError, withClient } from './connection.js';
 import type { GroupItem, Settled } from './group-writer.js';
-import { CLOCK_NOW, type SchemaNames, Statement } from './sql.js';
+import { CLOCK_NOW, jobFenceHolds, lockJobRow, type SchemaNames, Statement } from './sql.js';
 
 /**
  * Group commit: the commits that carry no ctx.transaction writes, many
@@ -21,8 +21,8 @@ import { CLOCK_NOW, type SchemaNames, Statement } from './sql.js';
  * The group arrives sorted in that order (GroupWriter).
  *
  * The statement is atomic, so after a dropped connection the group landed
- * as a whole or not at all; each caller's answer is still read back for its
- * own attempt, since the fence may have refused some of the group.
+ * as a whole or not at all. Each caller's outcome is still read back for its
+ * own attempt, because the fence may have rejected some of the group.
  */
 export interface CommitGroupItem extends GroupItem {
   lease: Lease;
@@ -38,10 +38,8 @@ export function commitGroupStatement(n: SchemaNames): Statement<{ id: string }> 
     WITH held AS MATERIALIZED (
       SELECT input.*
         FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], $6::text[]) AS input(id, token, attempt, result, outcome)
-       CROSS JOIN LATERAL (
-         SELECT j.state, j.lease_token, j.lease_expires_at FROM ${n.jobs} j WHERE j.id = input.id FOR NO KEY UPDATE OFFSET 0
-       ) AS locked
-       WHERE locked.state = 'running' AND locked.lease_token = input.token AND locked.lease_expires_at > ${CLOCK_NOW}
+       CROSS JOIN LATERAL ${lockJobRow(n, 'input', 'FOR NO KEY UPDATE')}
+       WHERE ${jobFenceHolds('input', CLOCK_NOW)}
     ),
     completed AS (
       UPDATE ${n.jobs} j

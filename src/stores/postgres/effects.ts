@@ -4,7 +4,7 @@ import type { EffectDone, EffectIntent, EffectIntentOutcome, Lease } from '../..
 import { withClient } from './connection.js';
 import type { GroupItem, Settled } from './group-writer.js';
 import { parseJson } from './rows.js';
-import { NOW, type SchemaNames, Statement } from './sql.js';
+import { jobFenceHolds, lockJobRow, NOW, type SchemaNames, Statement } from './sql.js';
 
 /**
  * The effect ledger's writes, each grouped: the intents (or done records) of
@@ -32,10 +32,10 @@ export interface DoneGroupItem extends GroupItem {
 }
 
 /**
- * The intent statement returns two kinds of row: one `item` row per
- * input row (its position `n`, whether the lease held, and the effect's done
- * result if it was done before the statement began), and one `written` row
- * per ledger row the statement inserted or renewed.
+ * A row of the intent statement, of one of two kinds. An `item` row describes
+ * one input row: its position `n`, whether the lease held, and the
+ * effect's done result if it was done before the statement began. A
+ * `written` row describes one ledger row the statement inserted or renewed.
  */
 interface IntentRow {
   kind: 'item' | 'written';
@@ -62,12 +62,10 @@ export function effectStatements(n: SchemaNames): EffectStatements {
   const intent = new Statement<IntentRow>(`
     WITH fence AS MATERIALIZED (
       SELECT input.*,
-             coalesce(locked.state = 'running' AND locked.lease_token = input.token AND locked.lease_expires_at > ${NOW}, false) AS held
+             coalesce(${jobFenceHolds('input', NOW)}, false) AS held
         FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], $6::text[]) WITH ORDINALITY
              AS input(id, token, attempt, name, idempotency_key, n)
-        LEFT JOIN LATERAL (
-          SELECT j.state, j.lease_token, j.lease_expires_at FROM ${n.jobs} j WHERE j.id = input.id FOR SHARE OFFSET 0
-        ) AS locked ON true
+        LEFT JOIN LATERAL ${lockJobRow(n, 'input', 'FOR SHARE')} ON true
     ),
     written AS (
       INSERT INTO ${n.effects} (job_id, name, idempotency_key, state, attempt, lease_token, intent_at)

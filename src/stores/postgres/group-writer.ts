@@ -11,9 +11,9 @@ import { isConnectionError } from './connection.js';
  * grow instead of the connections multiplying.
  *
  * Every caller gets its own outcome. A group statement changes all its rows
- * or none, so when it fails with an SQL error (not a lost connection) nothing
- * of it was written, and each item is written again alone: one bad item or
- * a deadlock with another session cannot take its neighbours down with it.
+ * or none, so one that fails with an SQL error (not a lost connection) wrote
+ * nothing. Each item is then written again alone, so one bad item or a
+ * deadlock with another session cannot fail its neighbours.
  */
 export interface GroupItem {
   /**

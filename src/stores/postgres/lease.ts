@@ -10,7 +10,7 @@ import {
   toEffectRecord,
   toJobRecord,
 } from './rows.js';
-import { compareJobIds, interval, NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
+import { compareJobIds, interval, jobFenceHolds, lockJobRow, NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
 
 /**
  * Leasing and heartbeats.
@@ -92,10 +92,8 @@ export function leaseStatements(n: SchemaNames): LeaseStatements {
     WITH held AS MATERIALIZED (
       SELECT requested.*
         FROM unnest($2::bigint[], $3::text[]) AS requested(id, token)
-       CROSS JOIN LATERAL (
-         SELECT j.state, j.lease_token, j.lease_expires_at FROM ${n.jobs} j WHERE j.id = requested.id FOR NO KEY UPDATE OFFSET 0
-       ) AS locked
-       WHERE locked.state = 'running' AND locked.lease_token = requested.token AND locked.lease_expires_at > ${NOW}
+       CROSS JOIN LATERAL ${lockJobRow(n, 'requested', 'FOR NO KEY UPDATE')}
+       WHERE ${jobFenceHolds('requested', NOW)}
     )
     UPDATE ${n.jobs} j
        SET lease_expires_at = ${NOW} + ${interval('j.lease_ms')}

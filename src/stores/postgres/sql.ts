@@ -161,3 +161,17 @@ export function compareJobIds(a: string, b: string): number {
 export function parseJobId(id: string): string | null {
   return typeof id === 'string' && /^[1-9][0-9]{0,18}$/.test(id) && BigInt(id) <= 9223372036854775807n ? id : null;
 }
+
+/**
+ * Builds the lateral subquery that looks up and locks the job row of each
+ * row of `input`, by primary key alone, as compareJobIds requires. It names
+ * the locked row `locked`, for jobFenceHolds.
+ */
+export function lockJobRow(n: SchemaNames, input: string, mode: 'FOR NO KEY UPDATE' | 'FOR SHARE'): string {
+  return `(SELECT j.state, j.lease_token, j.lease_expires_at FROM ${n.jobs} j WHERE j.id = ${input}.id ${mode} OFFSET 0) AS locked`;
+}
+
+/** Builds the fence on a row that lockJobRow locked: running under the token of `input`, with the lease unexpired at `now`. */
+export function jobFenceHolds(input: string, now: string): string {
+  return `locked.state = 'running' AND locked.lease_token = ${input}.token AND locked.lease_expires_at > ${now}`;
+}

@@ -237,8 +237,9 @@ export class SqliteStore implements Store<SqliteTransaction> {
         RETURNING ${LEASED_COLUMNS}`,
       true,
     ).all(now, request.workerId, request.queue, now, Math.max(request.limit, request.roomAtWrite?.() ?? 0)) as LeasedRow[];
+    // RETURNING gives no order: sort by priority, run_at and id as the raw numbers, before any string id exists.
+    rows.sort((a, b) => a[5] - b[5] || a[9] - b[9] || a[0] - b[0]);
     const jobs = rows.map((row) => leasedJobRecord(row, request.workerId));
-    jobs.sort((a, b) => a.priority - b.priority || a.runAt - b.runAt || Number(a.id) - Number(b.id));
 
     const insertAttempt = this.statement(
       'INSERT INTO vouch_attempts (job_id, attempt, worker_id, lease_token, started_at) VALUES (?, ?, ?, ?, ?)',

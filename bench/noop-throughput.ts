@@ -132,7 +132,7 @@ async function measure(kind: StoreKind, concurrency: number): Promise<Measuremen
       jobs: [noop],
       concurrency,
       logger: args.log === 'silent' ? pino({ level: 'silent' }) : pino({ level: args.log }, pino.destination(join(folder, 'worker.log'))),
-      ...(args.prefetch === undefined ? {} : { prefetch: Number(args.prefetch) }),
+      ...(args.prefetch === undefined ? {} : { prefetch: args.prefetch === 'auto' ? 'auto' : Number(args.prefetch) }),
     });
     let completed = 0;
     let finishedAt = 0;

@@ -5,6 +5,7 @@
  *   npm run bench -- --quick      small counts, one repetition, no backlog (under 3 minutes)
  *   npm run bench -- --quick --backlog
  *   npm run bench -- --only=noop,latency,io,effect,recovery,backlog
+ *   npm run bench -- --quick --systems=vouch-sqlite,bullmq-redis   systems whose id starts with one of these
  *
  * Prints a table on stdout and writes bench/RESULTS.md. See bench/README.md.
  */
@@ -31,6 +32,10 @@ const only = args
   .split(',');
 const backlog = only ? only.includes('backlog') : args.includes('--backlog') || !quick;
 const enabled = (name: string) => (only ? only.includes(name) : true);
+const systemPrefixes = args
+  .find((arg) => arg.startsWith('--systems='))
+  ?.slice('--systems='.length)
+  .split(',');
 
 const config: Config = quick
   ? {
@@ -102,7 +107,9 @@ async function main(): Promise<void> {
   const status = vouchPostgresStatus();
   log(`vouch PostgreSQL store: ${status.reason}`);
   // vouch under Node 20 joins the no-op drains and the ctx.effect workload, and only in the full run.
-  const systems = allSystems({ vouchPostgres: status.available }).filter((s) => !quick || s.runtime === 'node22');
+  const systems = allSystems({ vouchPostgres: status.available })
+    .filter((s) => !quick || s.runtime === 'node22')
+    .filter((s) => !systemPrefixes || systemPrefixes.some((prefix) => s.id.startsWith(prefix)));
   const atNode22 = systems.filter((s) => s.runtime === 'node22');
   const vouchSystems = systems.filter((s) => s.vouch);
 

@@ -11,7 +11,7 @@ export interface WorkerOptions {
    * Queues to work and their concurrency. Defaults to every queue named by
    * `jobs`, each at `concurrency`.
    */
-  queues?: Readonly<Record<string, { concurrency?: number; prefetch?: number }>>;
+  queues?: Readonly<Record<string, { concurrency?: number; prefetch?: number | 'auto' }>>;
   /** Handlers that perform at once per queue. @defaultValue 10 */
   concurrency?: number;
   /**
@@ -19,9 +19,16 @@ export interface WorkerOptions {
    * one store write lease more jobs and settle more outcomes. The price is
    * holding jobs that other workers could have run. If this worker dies,
    * they wait for their leases to expire, and each counts an abandoned attempt.
-   * @defaultValue the queue's concurrency
+   *
+   * `"auto"` starts at the queue's concurrency and, while the queue has a
+   * backlog, keeps about two lease round trips' worth of starts ready, up to
+   * 500 (or the concurrency, if higher): deep for short jobs, shallow for
+   * long ones. When the oldest waiting job has waited a heartbeat interval,
+   * the waiting jobs beyond one per slot are given back to the store. A
+   * number fixes the prefetch and turns both off.
+   * @defaultValue "auto"
    */
-  prefetch?: number;
+  prefetch?: number | 'auto';
   /** Names this worker in leases, attempts and logs. @defaultValue host:pid:random */
   workerId?: string;
   /** Maximum time an idle queue waits before looking for due jobs, in milliseconds. @defaultValue 1000 */

@@ -12,6 +12,7 @@ import { errorForLog } from '../core/log-error.js';
 import { createDefaultLogger } from '../core/logger.js';
 import type { LeasedJob, Store } from '../core/store.js';
 import { traceAttempt } from '../core/tracing.js';
+import { PrefetchSizer } from './prefetch-sizer.js';
 import { WakeSignal } from './wake-signal.js';
 import type { WorkerOptions } from './worker-options.js';
 
@@ -22,6 +23,8 @@ interface HeldLease {
   leaseMs: number;
   /** Local time of the last successful renewal; the attempt steps down when this is older than its lease. */
   renewedAt: number;
+  /** Local time the lease was taken, to find prefetched jobs that waited too long for a slot. */
+  leasedAt: number;
   /** Abort handle, set when the attempt starts. A lease still waiting for a slot has none. */
   abort: AttemptAbort | undefined;
   done: Promise<AttemptResult | undefined> | undefined;
@@ -37,6 +40,12 @@ interface QueueState {
    * yet durable) do not count: they free up as fast as the store writes.
    */
   capacity: number;
+  /** Resizes the prefetch from what the queue observes; absent when the options fixed it. */
+  sizer: PrefetchSizer | undefined;
+  /** Attempts started since the worker began, for the sizer's rate. */
+  starts: number;
+  /** True while startReady runs, so that a slot freed inside it does not start a second pass. */
+  starting: boolean;
   signal: WakeSignal;
   /** Leased jobs waiting for a slot, in the order the store returned them. */
   ready: HeldLease[];
@@ -99,21 +108,25 @@ export class Worker extends VouchEventEmitter {
       this.definitions.set(definition.name, definition);
     }
     const concurrency = options.concurrency ?? 10;
-    const queueOptions: Readonly<Record<string, { concurrency?: number; prefetch?: number }>> =
+    const queueOptions: Readonly<Record<string, { concurrency?: number; prefetch?: number | 'auto' }>> =
       options.queues ?? Object.fromEntries(options.jobs.map((definition) => [definition.queue, {}]));
     for (const [name, settings] of Object.entries(queueOptions)) {
       const limit = settings.concurrency ?? concurrency;
       if (!Number.isInteger(limit) || limit < 1) {
         throw new ConfigurationError(`concurrency of queue "${name}" must be an integer of at least 1; got ${shown(limit)}.`);
       }
-      const prefetch = settings.prefetch ?? options.prefetch ?? defaultPrefetch(limit);
-      if (!Number.isInteger(prefetch) || prefetch < 0) {
-        throw new ConfigurationError(`prefetch of queue "${name}" must be an integer of at least 0; got ${shown(prefetch)}.`);
+      const prefetch = settings.prefetch ?? options.prefetch ?? 'auto';
+      if (prefetch !== 'auto' && (!Number.isInteger(prefetch) || prefetch < 0)) {
+        throw new ConfigurationError(`prefetch of queue "${name}" must be an integer of at least 0, or "auto"; got ${shown(prefetch)}.`);
       }
+      const sizer = prefetch === 'auto' ? new PrefetchSizer(limit, Math.max(limit, AUTO_PREFETCH_CEILING)) : undefined;
       this.queues.set(name, {
         name,
         concurrency: limit,
-        capacity: limit + prefetch,
+        capacity: limit + (sizer ? sizer.value : (prefetch as number)),
+        sizer,
+        starts: 0,
+        starting: false,
         signal: new WakeSignal(),
         ready: [],
         performing: 0,
@@ -139,7 +152,12 @@ export class Worker extends VouchEventEmitter {
     if (this.state !== 'idle') throw new ConfigurationError(`worker ${this.workerId} was already started.`);
     this.state = 'running';
     this.unsubscribe = this.store.onWake((queue) => this.wake(queue));
-    this.timers.push(setInterval(() => void this.renewLeases(), this.heartbeatIntervalMs));
+    this.timers.push(
+      setInterval(() => {
+        this.returnStaleReady();
+        void this.renewLeases();
+      }, this.heartbeatIntervalMs),
+    );
     this.timers.push(setInterval(() => void this.sweepExpired(), this.sweepIntervalMs));
     await this.sweepExpired();
     for (const queue of this.queues.values()) this.loops.push(this.runQueue(queue));
@@ -163,7 +181,7 @@ export class Worker extends VouchEventEmitter {
     this.logger.info({ leasesHeld: this.heldLeases.size, graceMs }, 'worker stopping');
     for (const queue of this.queues.values()) queue.signal.notify();
     await Promise.all(this.loops);
-    await Promise.all([...this.queues.values()].flatMap((queue) => queue.ready.splice(0).map((held) => this.giveBack(held))));
+    await Promise.all([...this.queues.values()].flatMap((queue) => queue.ready.splice(0).map((held) => this.giveBack(held, STOPPED))));
 
     const running = () => [...this.heldLeases.values()].flatMap((held) => (held.done ? [held.done] : []));
     const settled = await waitAll(running(), graceMs);
@@ -190,13 +208,15 @@ export class Worker extends VouchEventEmitter {
 
   private async runQueue(queue: QueueState): Promise<void> {
     let failures = 0;
-    // Below a quarter of the capacity, a busy queue waits for more room rather than leasing a job or two per call:
-    // on PostgreSQL every lease is a round trip.
-    const threshold = Math.max(1, Math.ceil(queue.capacity / 4));
+    let observedAt = performance.now();
+    let startsAtObservation = queue.starts;
     while (this.state === 'running') {
       this.startReady(queue);
       const busy = queue.ready.length + queue.performing;
       const room = roomOf(queue);
+      // Below a quarter of the capacity, a busy queue waits for more room rather than leasing a job or two per call:
+      // on PostgreSQL every lease is a round trip.
+      const threshold = Math.max(1, Math.ceil(queue.capacity / 4));
       // Outcomes waiting past the capacity mean the store is behind: leasing more would only lengthen that wait.
       const storeBehind = queue.settling > queue.capacity;
       if (queue.drained || storeBehind || room <= 0 || (busy > 0 && room < threshold)) {
@@ -205,6 +225,7 @@ export class Worker extends VouchEventEmitter {
         continue;
       }
       let leased: LeasedJob[];
+      const leaseSentAt = performance.now();
       try {
         leased = await this.store.lease({ queue: queue.name, limit: room, workerId: this.workerId, roomAtWrite: () => roomOf(queue) });
         failures = 0;
@@ -217,11 +238,28 @@ export class Worker extends VouchEventEmitter {
         await queue.signal.wait(retryInMs);
         continue;
       }
-      if (leased.length < room) queue.drained = true;
-      if (leased.length === 0) continue;
       const renewedAt = this.clock();
+      const returnedAt = performance.now();
+      if (leased.length < room) {
+        queue.drained = true;
+      } else if (queue.sizer) {
+        // A full lease means a backlog: the one moment the start rate shows how deep the prefetch should be.
+        const prefetch = queue.sizer.observe(queue.starts - startsAtObservation, returnedAt - observedAt, returnedAt - leaseSentAt);
+        queue.capacity = queue.concurrency + prefetch;
+      }
+      observedAt = returnedAt;
+      startsAtObservation = queue.starts;
+      if (leased.length === 0) continue;
       for (const job of leased) {
-        const held: HeldLease = { leased: job, queue, leaseMs: job.job.leaseMs, renewedAt, abort: undefined, done: undefined };
+        const held: HeldLease = {
+          leased: job,
+          queue,
+          leaseMs: job.job.leaseMs,
+          renewedAt,
+          leasedAt: renewedAt,
+          abort: undefined,
+          done: undefined,
+        };
         this.heldLeases.set(job.job.id, held);
         queue.ready.push(held);
       }
@@ -230,17 +268,27 @@ export class Worker extends VouchEventEmitter {
     }
   }
 
-  /** Starts ready attempts while the queue has free slots. */
+  /**
+   * Starts ready attempts while the queue has free slots. Called by the loop
+   * and by every slot that frees, so that ready jobs start while a lease is
+   * still on its way to the store.
+   */
   private startReady(queue: QueueState): void {
-    while (queue.performing < queue.concurrency && queue.ready.length > 0 && this.state === 'running') {
-      const held = queue.ready[0] as HeldLease;
-      // A lease not renewed within its duration may belong to another attempt by now: never start on it.
-      if (this.clock() - held.renewedAt >= held.leaseMs) {
-        this.stepDown(held, 'the lease expired before a slot freed for its attempt');
-        continue;
+    if (queue.starting) return;
+    queue.starting = true;
+    try {
+      while (queue.performing < queue.concurrency && queue.ready.length > 0 && this.state === 'running') {
+        const held = queue.ready[0] as HeldLease;
+        // A lease not renewed within its duration may belong to another attempt by now: never start on it.
+        if (this.clock() - held.renewedAt >= held.leaseMs) {
+          this.stepDown(held, 'the lease expired before a slot freed for its attempt');
+          continue;
+        }
+        queue.ready.shift();
+        this.startAttempt(held);
       }
-      queue.ready.shift();
-      this.startAttempt(held);
+    } finally {
+      queue.starting = false;
     }
   }
 
@@ -249,12 +297,14 @@ export class Worker extends VouchEventEmitter {
     const abort = new AttemptAbort();
     held.abort = abort;
     queue.performing += 1;
+    queue.starts += 1;
     let slotFree = false;
     const freeSlot = () => {
       if (slotFree) return;
       slotFree = true;
       queue.performing -= 1;
       queue.settling += 1;
+      this.startReady(queue);
       queue.signal.notify();
     };
     const deps = this.attemptDependencies;
@@ -285,11 +335,32 @@ export class Worker extends VouchEventEmitter {
     this.heldLeases.delete(held.leased.job.id);
   }
 
+  /**
+   * Gives back the prefetched jobs of an automatically sized queue once the
+   * oldest has waited a whole heartbeat interval for a slot: the slots turned
+   * slower than the start rate that sized the prefetch, and other workers may
+   * be idle. The queue keeps as many waiting jobs as it has slots, and its
+   * prefetch starts over from the concurrency.
+   */
+  private returnStaleReady(): void {
+    const now = this.clock();
+    for (const queue of this.queues.values()) {
+      const oldest = queue.ready[0];
+      if (!queue.sizer || queue.ready.length <= queue.concurrency || !oldest) continue;
+      if (now - oldest.leasedAt < this.heartbeatIntervalMs) continue;
+      const surplus = queue.ready.splice(queue.concurrency);
+      queue.sizer.reset();
+      queue.capacity = queue.concurrency + queue.sizer.value;
+      this.logger.info({ queue: queue.name, released: surplus.length, waitedMs: now - oldest.leasedAt }, 'prefetched jobs given back');
+      for (const held of surplus) void this.giveBack(held, WAITED);
+    }
+  }
+
   /** Releases a lease whose attempt never started, so the job is available again at once and keeps its attempts. */
-  private async giveBack(held: HeldLease): Promise<void> {
+  private async giveBack(held: HeldLease, reason: string): Promise<void> {
     const { job, lease } = held.leased;
     try {
-      const released = await this.store.release(lease, 'the worker stopped before the attempt started');
+      const released = await this.store.release(lease, reason);
       if (released) {
         this.emit('job:released', {
           jobId: job.id,
@@ -297,7 +368,7 @@ export class Worker extends VouchEventEmitter {
           queue: job.queue,
           attempt: lease.attempt,
           leaseToken: lease.token,
-          reason: 'the worker stopped before the attempt started',
+          reason,
         });
       }
     } catch (thrown) {
@@ -397,10 +468,11 @@ function roomOf(queue: QueueState): number {
   return queue.capacity - queue.ready.length - queue.performing;
 }
 
-/** Returns the prefetch when the options set none: one job ahead per slot, so a lease batch refills every slot once. */
-function defaultPrefetch(concurrency: number): number {
-  return concurrency;
-}
+const STOPPED = 'the worker stopped before the attempt started';
+const WAITED = 'the prefetched job waited a heartbeat interval for a slot; given back for other workers';
+
+/** The deepest prefetch "auto" grows to, unless the concurrency is higher still. */
+const AUTO_PREFETCH_CEILING = 500;
 
 /** Formats a configured value for an error: quoted when it is a string, so "4" does not read as the number 4. */
 function shown(value: unknown): string {

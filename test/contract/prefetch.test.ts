@@ -1,6 +1,7 @@
 import { expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineJob } from '../../src/core/job-definition.js';
+import type { LeaseRequest, Store } from '../../src/core/store.js';
 import { describeEachStore } from '../support/contract.js';
 import { waitFor } from '../support/wait.js';
 
@@ -133,5 +134,171 @@ describeEachStore('prefetch', (env) => {
       reason: expect.stringMatching(/expired before a slot freed/),
     });
     expect(await env.store.listAttempts(ids[1]!)).toEqual([expect.objectContaining({ attempt: 1, outcome: 'lease_lost' })]);
+  });
+
+  /**
+   * The test's store with its lease calls observed and, once `hold` is called,
+   * held until `letGo`. It plays a store whose round trip is slow, because
+   * the real stores respond too fast to catch a lease in flight.
+   */
+  function watchedStore() {
+    const limits: number[] = [];
+    let gate: Promise<void> | undefined;
+    let letGo: () => void = () => {};
+    const store = new Proxy(env.store, {
+      get(target, property) {
+        if (property === 'lease') {
+          return async (request: LeaseRequest) => {
+            limits.push(request.limit);
+            if (gate) await gate;
+            return target.lease(request);
+          };
+        }
+        const value = Reflect.get(target, property, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    }) as Store<any>;
+    return {
+      store,
+      limits,
+      hold: () => {
+        gate = new Promise<void>((resolve) => {
+          letGo = resolve;
+        });
+      },
+      letGo: () => letGo(),
+    };
+  }
+
+  function countingJob(name: string, performMs: number) {
+    const completed: string[] = [];
+    const definition = defineJob({
+      name,
+      payload: z.object({ n: z.number() }),
+      async perform(ctx) {
+        if (performMs > 0) await new Promise((resolve) => setTimeout(resolve, performMs));
+        completed.push(ctx.jobId);
+        return null;
+      },
+    });
+    return { definition, completed };
+  }
+
+  it('starts jobs during a lease', async () => {
+    const { definition, completed } = countingJob('quick', 0);
+    await env.client.enqueueMany(
+      definition,
+      Array.from({ length: 8 }, (_, n) => ({ payload: { n } })),
+    );
+    const watched = watchedStore();
+    // The first lease takes four jobs; every later lease waits until the test lets it go.
+    const first = watched.store.lease.bind(watched.store);
+    let leases = 0;
+    const store = new Proxy(watched.store, {
+      get(target, property) {
+        if (property !== 'lease') return Reflect.get(target, property, target);
+        return async (request: LeaseRequest) => {
+          leases += 1;
+          if (leases === 2) watched.hold();
+          return first(request);
+        };
+      },
+    }) as Store<any>;
+    const { worker } = await env.startWorker({ store, jobs: [definition], concurrency: 1, prefetch: 3 });
+
+    try {
+      await waitFor('the first four jobs to complete', () => completed.length === 4);
+      // Three of them started after the worker sent its second lease, which has not returned.
+      expect(leases).toBe(2);
+      expect(worker.activeCount).toBe(0);
+    } finally {
+      watched.letGo();
+    }
+    await waitFor('every job to complete', async () => (await env.store.countByState()).completed === 8);
+  });
+
+  it('deepens for short jobs', async () => {
+    const { definition } = countingJob('short', 0);
+    await env.client.enqueueMany(
+      definition,
+      Array.from({ length: 3000 }, (_, n) => ({ payload: { n } })),
+    );
+    const watched = watchedStore();
+    await env.startWorker({ store: watched.store, jobs: [definition], concurrency: 2 });
+    await waitFor('every job to complete', async () => (await env.store.countByState()).completed === 3000, { timeoutMs: 30_000 });
+
+    // The first lease requests the concurrency plus an equal prefetch, and later ones request many more.
+    expect(watched.limits[0]).toBe(4);
+    expect(Math.max(...watched.limits)).toBeGreaterThanOrEqual(32);
+    expect(Math.max(...watched.limits)).toBeLessThanOrEqual(502);
+  });
+
+  it('stays shallow for long jobs', async () => {
+    const { definition } = countingJob('long', 40);
+    await env.client.enqueueMany(
+      definition,
+      Array.from({ length: 30 }, (_, n) => ({ payload: { n } })),
+    );
+    const watched = watchedStore();
+    await env.startWorker({ store: watched.store, jobs: [definition], concurrency: 2 });
+    await waitFor('every job to complete', async () => (await env.store.countByState()).completed === 30, { timeoutMs: 30_000 });
+
+    expect(watched.limits.length).toBeGreaterThan(3);
+    expect(Math.max(...watched.limits)).toBe(4);
+  });
+
+  it('rejects an invalid prefetch', () => {
+    const { definition } = countingJob('refused', 0);
+    expect(() => env.worker({ jobs: [definition], prefetch: 'deep' as never })).toThrow(
+      'prefetch of queue "default" must be an integer of at least 0, or "auto"; got "deep".',
+    );
+  });
+
+  it('gives back stale prefetched jobs', async () => {
+    let open: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const mixed = defineJob({
+      name: 'mixed',
+      payload: z.object({ slow: z.boolean() }),
+      leaseMs: LEASE_MS,
+      async perform(ctx) {
+        if (ctx.payload.slow) await gate;
+        return null;
+      },
+    });
+    // Short jobs deepen the prefetch; the slow one then occupies the only slot with many jobs waiting behind it.
+    await env.client.enqueueMany(
+      mixed,
+      Array.from({ length: 3000 }, () => ({ payload: { slow: false } })),
+    );
+    const [slow] = await env.client.enqueueMany(mixed, [{ payload: { slow: true } }]);
+    const after = await env.client.enqueueMany(
+      mixed,
+      Array.from({ length: 1000 }, () => ({ payload: { slow: false } })),
+    );
+    const { worker, events } = await env.startWorker({ jobs: [mixed], concurrency: 1, heartbeatIntervalMs: 50 });
+    await waitFor('the slow job to hold the slot', async () => (await env.store.getJob(slow!.id))?.state === 'running');
+    await waitFor('the prefetch to stop growing', async () => {
+      const before = worker.activeCount;
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      return worker.activeCount === before;
+    });
+    const waiting = worker.activeCount - 1;
+    expect(waiting).toBeGreaterThan(8);
+
+    // Waiting past one heartbeat interval by the worker's clock gives back all but one waiting job.
+    env.clock.advance(60);
+    await waitFor('the surplus to be given back', () => events.of('job:released').length === waiting - 1);
+    expect(worker.activeCount).toBe(2);
+    const released = new Set(events.of('job:released').map((event) => event.jobId));
+    const states = await Promise.all([...released].map((id) => env.store.getJob(id)));
+    expect(states.every((job) => job?.state === 'available' && job.leaseToken === null)).toBe(true);
+    expect(events.of('job:released')[0]).toMatchObject({ reason: expect.stringMatching(/waited a heartbeat interval/) });
+    expect([...released].every((id) => after.some((job) => job.id === id))).toBe(true);
+
+    open();
+    await waitFor('every job to complete', async () => (await env.store.countByState()).completed === 4001, { timeoutMs: 30_000 });
   });
 });

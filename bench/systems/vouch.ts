@@ -88,7 +88,7 @@ export class VouchAdapter implements Adapter {
     await this.worker.start();
     return {
       ...this.kind.settings,
-      worker: `Worker defaults (lease 10 s, heartbeat 3.3 s, sweep 2 s, poll 1 s, prefetch = concurrency, default pino logger at info to stderr: failures logged, completions at debug not written), concurrency ${settings.concurrency}`,
+      worker: `Worker defaults (lease 10 s, heartbeat 3.3 s, sweep 2 s, poll 1 s, prefetch auto (from the concurrency up to 500), default pino logger at info to stderr: failures logged, completions at debug not written), concurrency ${settings.concurrency}`,
       job:
         settings.variant === 'effect' ? 'perform calls ctx.effect once' : settings.variant === 'verify' ? 'job has a verify' : 'plain job',
     };

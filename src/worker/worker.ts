@@ -57,6 +57,8 @@ interface QueueState {
    * the store or after the poll interval, not on every freed slot.
    */
   drained: boolean;
+  /** Wakes from the store so far. A lease that saw none arrive while it ran may mark the queue drained. */
+  wakes: number;
 }
 
 /**
@@ -132,6 +134,7 @@ export class Worker extends VouchEventEmitter {
         performing: 0,
         settling: 0,
         drained: false,
+        wakes: 0,
       });
     }
 
@@ -202,6 +205,7 @@ export class Worker extends VouchEventEmitter {
     for (const queue of this.queues.values()) {
       if (name !== null && queue.name !== name) continue;
       queue.drained = false;
+      queue.wakes += 1;
       queue.signal.notify();
     }
   }
@@ -226,6 +230,7 @@ export class Worker extends VouchEventEmitter {
       }
       let leased: LeasedJob[];
       const leaseSentAt = performance.now();
+      const wakesAtSend = queue.wakes;
       try {
         leased = await this.store.lease({ queue: queue.name, limit: room, workerId: this.workerId, roomAtWrite: () => roomOf(queue) });
         failures = 0;
@@ -241,7 +246,9 @@ export class Worker extends VouchEventEmitter {
       const renewedAt = this.clock();
       const returnedAt = performance.now();
       if (leased.length < room) {
-        queue.drained = true;
+        // A job enqueued while the lease ran may have committed after the lease read the queue. Its wake
+        // came before this point, so the queue is drained only if no wake came at all.
+        queue.drained = queue.wakes === wakesAtSend;
       } else if (queue.sizer) {
         // A full lease means a backlog: the one moment the start rate shows how deep the prefetch should be.
         const prefetch = queue.sizer.observe(queue.starts - startsAtObservation, returnedAt - observedAt, returnedAt - leaseSentAt);
@@ -351,7 +358,8 @@ export class Worker extends VouchEventEmitter {
       const surplus = queue.ready.splice(queue.concurrency);
       queue.sizer.reset();
       queue.capacity = queue.concurrency + queue.sizer.value;
-      this.logger.info({ queue: queue.name, released: surplus.length, waitedMs: now - oldest.leasedAt }, 'prefetched jobs given back');
+      const jobIds = surplus.map((held) => held.leased.job.id);
+      this.logger.info({ queue: queue.name, jobIds, waitedMs: now - oldest.leasedAt }, 'prefetched jobs given back to the store');
       for (const held of surplus) void this.giveBack(held, WAITED);
     }
   }

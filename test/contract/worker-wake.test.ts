@@ -1,0 +1,65 @@
+import { expect, it } from 'vitest';
+import { z } from 'zod';
+import { defineJob } from '../../src/core/job-definition.js';
+import type { LeaseRequest, Store } from '../../src/core/store.js';
+import { describeEachStore } from '../support/contract.js';
+import { waitFor } from '../support/wait.js';
+
+describeEachStore('worker wake-ups', (env) => {
+  it('leases again after a wake during a lease', async () => {
+    const started: number[] = [];
+    const job = defineJob({
+      name: 'prompt',
+      payload: z.object({ n: z.number() }),
+      async perform(ctx) {
+        started.push(ctx.payload.n);
+        return null;
+      },
+    });
+
+    // Every lease reads the queue at once, but the second one returns only when the test lets it,
+    // as a lease whose response is slow to arrive would.
+    let leases = 0;
+    let reachedSecond: () => void = () => {};
+    const second = new Promise<void>((resolve) => {
+      reachedSecond = resolve;
+    });
+    let letGo: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    const store = new Proxy(env.store, {
+      get(target, property) {
+        if (property !== 'lease') {
+          const value = Reflect.get(target, property, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        }
+        return async (request: LeaseRequest) => {
+          leases += 1;
+          const leased = await target.lease(request);
+          if (leases === 2) {
+            reachedSecond();
+            await gate;
+          }
+          return leased;
+        };
+      },
+    }) as Store<any>;
+
+    await env.client.enqueue(job, { n: 1 });
+    // A poll interval far beyond the test's wait: only a lease prompted by the wake can start job 2 in time.
+    await env.startWorker({ store, jobs: [job], concurrency: 2, pollIntervalMs: 600_000 });
+    await waitFor('job 1 to start', () => started.length === 1);
+    await env.client.enqueue(job, { n: 2 });
+    await second;
+    try {
+      // Job 2 commits after the second lease read the queue, and its wake arrives before that lease returns.
+      await env.client.enqueue(job, { n: 3 });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      letGo();
+    }
+    await waitFor('jobs 2 and 3 to start', () => started.length === 3);
+    expect(started.sort()).toEqual([1, 2, 3]);
+  });
+});

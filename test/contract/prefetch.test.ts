@@ -1,8 +1,8 @@
 import { expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineJob } from '../../src/core/job-definition.js';
-import type { LeaseRequest, Store } from '../../src/core/store.js';
 import { describeEachStore } from '../support/contract.js';
+import { withLeaseHook } from '../support/lease-hook.js';
 import { waitFor } from '../support/wait.js';
 
 const LEASE_MS = 5000;
@@ -136,28 +136,16 @@ describeEachStore('prefetch', (env) => {
     expect(await env.store.listAttempts(ids[1]!)).toEqual([expect.objectContaining({ attempt: 1, outcome: 'lease_lost' })]);
   });
 
-  /**
-   * The test's store with its lease calls observed and, once `hold` is called,
-   * held until `letGo`. It plays a store whose round trip is slow, because
-   * the real stores respond too fast to catch a lease in flight.
-   */
+  /** The test's store with its lease requests recorded and, once `hold` is called, held until `letGo`. */
   function watchedStore() {
     const limits: number[] = [];
     let gate: Promise<void> | undefined;
     let letGo: () => void = () => {};
-    const store = new Proxy(env.store, {
-      get(target, property) {
-        if (property === 'lease') {
-          return async (request: LeaseRequest) => {
-            limits.push(request.limit);
-            if (gate) await gate;
-            return target.lease(request);
-          };
-        }
-        const value = Reflect.get(target, property, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    }) as Store<any>;
+    const store = withLeaseHook(env.store, async (request, next) => {
+      limits.push(request.limit);
+      if (gate) await gate;
+      return next(request);
+    });
     return {
       store,
       limits,
@@ -192,18 +180,12 @@ describeEachStore('prefetch', (env) => {
     );
     const watched = watchedStore();
     // The first lease takes four jobs; every later lease waits until the test lets it go.
-    const first = watched.store.lease.bind(watched.store);
     let leases = 0;
-    const store = new Proxy(watched.store, {
-      get(target, property) {
-        if (property !== 'lease') return Reflect.get(target, property, target);
-        return async (request: LeaseRequest) => {
-          leases += 1;
-          if (leases === 2) watched.hold();
-          return first(request);
-        };
-      },
-    }) as Store<any>;
+    const store = withLeaseHook(watched.store, (request, next) => {
+      leases += 1;
+      if (leases === 2) watched.hold();
+      return next(request);
+    });
     const { worker } = await env.startWorker({ store, jobs: [definition], concurrency: 1, prefetch: 3 });
 
     try {

@@ -1,8 +1,8 @@
 import { expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineJob } from '../../src/core/job-definition.js';
-import type { LeaseRequest, Store } from '../../src/core/store.js';
 import { describeEachStore } from '../support/contract.js';
+import { withLeaseHook } from '../support/lease-hook.js';
 import { waitFor } from '../support/wait.js';
 
 describeEachStore('worker wake-ups', (env) => {
@@ -28,23 +28,15 @@ describeEachStore('worker wake-ups', (env) => {
     const gate = new Promise<void>((resolve) => {
       letGo = resolve;
     });
-    const store = new Proxy(env.store, {
-      get(target, property) {
-        if (property !== 'lease') {
-          const value = Reflect.get(target, property, target);
-          return typeof value === 'function' ? value.bind(target) : value;
-        }
-        return async (request: LeaseRequest) => {
-          leases += 1;
-          const leased = await target.lease(request);
-          if (leases === 2) {
-            reachedSecond();
-            await gate;
-          }
-          return leased;
-        };
-      },
-    }) as Store<any>;
+    const store = withLeaseHook(env.store, async (request, next) => {
+      leases += 1;
+      const leased = await next(request);
+      if (leases === 2) {
+        reachedSecond();
+        await gate;
+      }
+      return leased;
+    });
 
     await env.client.enqueue(job, { n: 1 });
     // A poll interval far beyond the test's wait: only a lease prompted by the wake can start job 2 in time.

@@ -136,7 +136,7 @@ describeEachStore('prefetch', (env) => {
     expect(await env.store.listAttempts(ids[1]!)).toEqual([expect.objectContaining({ attempt: 1, outcome: 'lease_lost' })]);
   });
 
-  /** The test's store with its lease requests recorded and, once `hold` is called, held until `letGo`. */
+  /** Wraps the test's store to record its lease requests and, once `hold` is called, hold them until `letGo`. */
   function watchedStore() {
     const limits: number[] = [];
     let gate: Promise<void> | undefined;

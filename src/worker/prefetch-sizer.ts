@@ -3,17 +3,20 @@
  * leased jobs waiting to keep every slot busy while the next lease is on its
  * way to the store and back.
  *
- * Each lease that comes back full (the queue has a backlog) is one
- * observation: how many attempts the queue started per millisecond since the
- * previous one, and how long the lease took. The ready list must hold, when
- * a lease is sent, the jobs that will start during its round trip. The sizer
- * keeps twice that, so that one slow lease does not starve the slots. Short jobs on a slow store get a deep prefetch and one store write
- * per batch; long jobs start few per round trip and keep the floor, so a
- * worker does not sit on jobs that idle workers could run.
+ * The worker reports each lease that came back full after another full one,
+ * so the queue had a backlog all the while. The report gives the attempts started
+ * since the previous one, over how long, how long the lease took, and
+ * whether the slots ran out of ready jobs while it was away (starved). The
+ * ready list must hold, when a lease is sent, the jobs that will start during
+ * its round trip, and the sizer aims at twice that, so that one slow lease
+ * does not starve the slots.
  *
- * The size moves at most by half or double per observation, and averages
- * smooth both inputs, so that one stalled lease neither empties nor floods
- * the queue.
+ * The size grows only when the slots starved, and shrinks toward the aim
+ * when they did not. Short jobs on a slow store get a deep prefetch and one
+ * store write per batch. Long jobs never starve the slots, so they keep the
+ * floor, and a worker does not sit on jobs that idle workers could run.
+ * Averages smooth both inputs, and the size at most halves or doubles per
+ * report, so that one stalled lease neither empties nor floods the queue.
  */
 export class PrefetchSizer {
   private size: number;
@@ -44,10 +47,11 @@ export class PrefetchSizer {
 
   /**
    * Records one full lease: `starts` attempts began in the `elapsedMs` since
-   * the previous observation, and the lease itself took `leaseMs`. Returns the
+   * the previous report, the lease itself took `leaseMs`, and `starved` is
+   * true when a slot was free with nothing ready as it returned. Returns the
    * new size.
    */
-  observe(starts: number, elapsedMs: number, leaseMs: number): number {
+  observe(starts: number, elapsedMs: number, leaseMs: number, starved: boolean): number {
     if (elapsedMs <= 0) return this.size;
     const rate = starts / elapsedMs;
     if (this.observed) {
@@ -59,7 +63,8 @@ export class PrefetchSizer {
       this.observed = true;
     }
     const needed = Math.ceil(2 * this.startsPerMs * this.leaseMs);
-    const bounded = Math.min(Math.max(needed, Math.ceil(this.size / 2)), Math.max(this.size * 2, 1));
+    const aim = starved ? Math.max(needed, this.size + 1) : Math.min(needed, this.size);
+    const bounded = Math.min(Math.max(aim, Math.ceil(this.size / 2)), Math.max(this.size * 2, 1));
     this.size = Math.min(Math.max(bounded, this.floor), this.ceiling);
     return this.size;
   }

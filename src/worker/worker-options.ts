@@ -20,12 +20,13 @@ export interface WorkerOptions {
    * holding jobs that other workers could have run. If this worker dies,
    * they wait for their leases to expire, and each counts an abandoned attempt.
    *
-   * `"auto"` starts at the queue's concurrency and, while the queue has a
-   * backlog, keeps about two lease round trips' worth of starts ready, up to
-   * 500 (or the concurrency, if higher): deep for short jobs, shallow for
-   * long ones. When the oldest waiting job has waited a heartbeat interval,
-   * the waiting jobs beyond one per slot are given back to the store. A
-   * number fixes the prefetch and turns both off.
+   * `"auto"` starts at the queue's concurrency. While the queue has a
+   * backlog, it grows when slots run out of ready jobs before a lease
+   * returns, toward about two lease round trips' worth of starts and at most
+   * 500 (or the concurrency, if higher), and it starts over when the queue
+   * drains. When the oldest waiting job has waited a heartbeat interval, the
+   * waiting jobs beyond one per slot are given back to the store. A number
+   * fixes the prefetch and turns both off.
    * @defaultValue "auto"
    */
   prefetch?: number | 'auto';

@@ -214,6 +214,7 @@ export class Worker extends VouchEventEmitter {
     let failures = 0;
     let observedAt = performance.now();
     let startsAtObservation = queue.starts;
+    let previousFull = false;
     while (this.state === 'running') {
       this.startReady(queue);
       const busy = queue.ready.length + queue.performing;
@@ -245,15 +246,25 @@ export class Worker extends VouchEventEmitter {
       }
       const renewedAt = this.clock();
       const returnedAt = performance.now();
-      if (leased.length < room) {
+      const full = leased.length >= room;
+      if (!full) {
         // A job enqueued while the lease ran may have committed after the lease read the queue. Its wake
         // came before this point, so the queue is drained only if no wake came at all.
         queue.drained = queue.wakes === wakesAtSend;
-      } else if (queue.sizer) {
-        // A full lease means a backlog: the one moment the start rate shows how deep the prefetch should be.
-        const prefetch = queue.sizer.observe(queue.starts - startsAtObservation, returnedAt - observedAt, returnedAt - leaseSentAt);
+        // The backlog that sized the prefetch is gone. The next one may hold long jobs, so it starts from the floor.
+        if (queue.sizer) {
+          queue.sizer.reset();
+          queue.capacity = queue.concurrency + queue.sizer.value;
+        }
+      } else if (queue.sizer && previousFull) {
+        // Two full leases in a row: the queue had a backlog all the while this one was away, so free slots
+        // with nothing ready mean the prefetch was too shallow, not that the queue was empty.
+        const starved = queue.ready.length === 0 && queue.performing < queue.concurrency;
+        const elapsedMs = returnedAt - observedAt;
+        const prefetch = queue.sizer.observe(queue.starts - startsAtObservation, elapsedMs, returnedAt - leaseSentAt, starved);
         queue.capacity = queue.concurrency + prefetch;
       }
+      previousFull = full;
       observedAt = returnedAt;
       startsAtObservation = queue.starts;
       if (leased.length === 0) continue;

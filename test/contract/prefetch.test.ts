@@ -215,6 +215,30 @@ describeEachStore('prefetch', (env) => {
     expect(Math.max(...watched.limits)).toBeLessThanOrEqual(502);
   });
 
+  it('starts over once the queue drains', async () => {
+    const quick = countingJob('short', 0);
+    await env.client.enqueueMany(
+      quick.definition,
+      Array.from({ length: 3000 }, (_, n) => ({ payload: { n } })),
+    );
+    const watched = watchedStore();
+    const gated = gatedJob();
+    await env.startWorker({ store: watched.store, jobs: [quick.definition, gated.definition], concurrency: 2 });
+    await waitFor('the short jobs to complete', async () => (await env.store.countByState()).completed === 3000, {
+      timeoutMs: 30_000,
+    });
+    expect(Math.max(...watched.limits)).toBeGreaterThanOrEqual(32);
+
+    // Long jobs after the backlog is gone: the worker takes its concurrency plus an equal prefetch, not the deep one.
+    const afterDrain = watched.limits.length;
+    const ids = await enqueue(gated.definition, 50);
+    await waitFor('two long jobs to start', () => gated.started.length === 2);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(Math.max(...watched.limits.slice(afterDrain))).toBe(4);
+    expect(await runningIds(ids)).toHaveLength(4);
+    gated.open();
+  });
+
   it('stays shallow for long jobs', async () => {
     const { definition } = countingJob('long', 40);
     await env.client.enqueueMany(

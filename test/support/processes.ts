@@ -90,6 +90,22 @@ export class FixtureProcess {
     }
   }
 
+  /** Waits for the process to exit, and fails with the tail of its stderr if it still runs after timeoutMs. */
+  async exitWithin(timeoutMs: number, description: string): Promise<ProcessExit> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`${this.label} still ran after ${timeoutMs} ms, although ${description}.${this.diagnostics()}`)),
+        timeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([this.exited, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   ready(timeoutMs = 10_000): Promise<FixtureMessage> {
     return this.waitFor('its ready message', (message) => message.type === 'ready', timeoutMs);
   }

@@ -137,7 +137,9 @@ async function main(): Promise<number> {
     say(`vouch audit: ${vouch.audit}`);
     say(`notifications table: ${notificationLine(vouch)}`);
     if (vouch.checks.inDoubtRerun > 0) {
-      say(`in-doubt emails that verify did not find, sent again with the same Message-ID: ${vouch.checks.inDoubtRerun}`);
+      say(
+        `in-doubt emails that had not reached the server (verify found none), so sent once, with the same Message-ID: ${vouch.checks.inDoubtRerun}`,
+      );
     }
     say(`kills achieved: vouch ${killRate(vouch.figures)}, naive ${killRate(naive.figures)} (target: one per ${options.killInterval} ms)`);
     say(

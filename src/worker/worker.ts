@@ -109,16 +109,23 @@ export class Worker extends VouchEventEmitter {
       }
       this.definitions.set(definition.name, definition);
     }
-    const concurrency = options.concurrency ?? 10;
+    // `undefined` means "not set"; `null` is a value and is checked like any other.
+    const concurrency = options.concurrency === undefined ? 10 : options.concurrency;
+    if (options.concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1)) {
+      throw new ConfigurationError(`Worker option concurrency must be an integer of at least 1; got ${shown(concurrency)}.`);
+    }
+    if (options.prefetch !== undefined && !validPrefetch(options.prefetch)) {
+      throw new ConfigurationError(`Worker option prefetch must be an integer of at least 0, or "auto"; got ${shown(options.prefetch)}.`);
+    }
     const queueOptions: Readonly<Record<string, { concurrency?: number; prefetch?: number | 'auto' }>> =
       options.queues ?? Object.fromEntries(options.jobs.map((definition) => [definition.queue, {}]));
     for (const [name, settings] of Object.entries(queueOptions)) {
-      const limit = settings.concurrency ?? concurrency;
+      const limit = settings.concurrency === undefined ? concurrency : settings.concurrency;
       if (!Number.isInteger(limit) || limit < 1) {
         throw new ConfigurationError(`concurrency of queue "${name}" must be an integer of at least 1; got ${shown(limit)}.`);
       }
-      const prefetch = settings.prefetch ?? options.prefetch ?? 'auto';
-      if (prefetch !== 'auto' && (!Number.isInteger(prefetch) || prefetch < 0)) {
+      const prefetch = settings.prefetch !== undefined ? settings.prefetch : (options.prefetch ?? 'auto');
+      if (!validPrefetch(prefetch)) {
         throw new ConfigurationError(`prefetch of queue "${name}" must be an integer of at least 0, or "auto"; got ${shown(prefetch)}.`);
       }
       const sizer = prefetch === 'auto' ? new PrefetchSizer(limit, Math.max(limit, AUTO_PREFETCH_CEILING)) : undefined;
@@ -493,9 +500,21 @@ const WAITED = 'the prefetched job waited a heartbeat interval for a slot; given
 /** The deepest prefetch "auto" grows to, unless the concurrency is higher still. */
 const AUTO_PREFETCH_CEILING = 500;
 
-/** Formats a configured value for an error: quoted when it is a string, so "4" does not read as the number 4. */
+function validPrefetch(value: unknown): value is number | 'auto' {
+  return value === 'auto' || (typeof value === 'number' && Number.isInteger(value) && value >= 0);
+}
+
+/** Formats a configured value for an error: strings quoted, so "4" does not read as the number 4, and objects as JSON. */
 function shown(value: unknown): string {
-  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'object' && value !== null) {
+    try {
+      return JSON.stringify(value);
+    } catch {
+      return Object.prototype.toString.call(value);
+    }
+  }
+  return String(value);
 }
 
 function positive(field: string, value: number, minimum = 1): number {

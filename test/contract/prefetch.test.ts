@@ -253,11 +253,29 @@ describeEachStore('prefetch', (env) => {
     expect(Math.max(...watched.limits)).toBe(4);
   });
 
-  it('rejects an invalid prefetch', () => {
+  it('rejects an invalid prefetch', async () => {
     const { definition } = countingJob('refused', 0);
-    expect(() => env.worker({ jobs: [definition], prefetch: 'deep' as never })).toThrow(
-      'prefetch of queue "default" must be an integer of at least 0, or "auto"; got "deep".',
+    const [waiting] = await env.client.enqueueMany(definition, [{ payload: { n: 1 } }]);
+    const cases: [unknown, string][] = [
+      ['deep', '"deep"'],
+      [-1, '-1'],
+      [1.5, '1.5'],
+      [null, 'null'],
+      [{ size: 3 }, '{"size":3}'],
+    ];
+    for (const [value, shownAs] of cases) {
+      expect(() => env.worker({ jobs: [definition], prefetch: value as never })).toThrow(
+        `Worker option prefetch must be an integer of at least 0, or "auto"; got ${shownAs}.`,
+      );
+      expect(() => env.worker({ jobs: [definition], queues: { default: { prefetch: value as never } } })).toThrow(
+        `prefetch of queue "default" must be an integer of at least 0, or "auto"; got ${shownAs}.`,
+      );
+    }
+    expect(() => env.worker({ jobs: [definition], concurrency: null as never })).toThrow(
+      'Worker option concurrency must be an integer of at least 1; got null.',
     );
+    // The rejected options touched no job.
+    expect(await env.store.getJob(waiting!.id)).toMatchObject({ state: 'available', attempt: 0 });
   });
 
   it('gives back stale prefetched jobs', async () => {

@@ -1,6 +1,6 @@
 import { expect, it } from 'vitest';
 import { z } from 'zod';
-import { defineJob } from '../../src/core/job-definition.js';
+import { defineJob, type JobDefinition } from '../../src/core/job-definition.js';
 import { describeEachStore } from '../support/contract.js';
 import { withLeaseHook } from '../support/lease-hook.js';
 import { waitFor } from '../support/wait.js';
@@ -158,6 +158,8 @@ describeEachStore('prefetch', (env) => {
     };
   }
 
+  type CountingDefinition = ReturnType<typeof countingJob>['definition'];
+
   function countingJob(name: string, performMs: number) {
     const completed: string[] = [];
     const definition = defineJob({
@@ -199,15 +201,20 @@ describeEachStore('prefetch', (env) => {
     await waitFor('every job to complete', async () => (await env.store.countByState()).completed === 8);
   });
 
-  it('deepens for short jobs', async () => {
-    const { definition } = countingJob('short', 0);
+  /** Enqueues `count` jobs of `definition`, runs a worker at concurrency 2 on a watched store, and waits until they complete. */
+  async function drainWatched(definition: CountingDefinition, count: number, jobs: JobDefinition<any, any>[] = [definition]) {
     await env.client.enqueueMany(
       definition,
-      Array.from({ length: 3000 }, (_, n) => ({ payload: { n } })),
+      Array.from({ length: count }, (_, n) => ({ payload: { n } })),
     );
     const watched = watchedStore();
-    await env.startWorker({ store: watched.store, jobs: [definition], concurrency: 2 });
-    await waitFor('every job to complete', async () => (await env.store.countByState()).completed === 3000, { timeoutMs: 30_000 });
+    await env.startWorker({ store: watched.store, jobs, concurrency: 2 });
+    await waitFor(`${count} jobs to complete`, async () => (await env.store.countByState()).completed === count, { timeoutMs: 30_000 });
+    return watched;
+  }
+
+  it('deepens for short jobs', async () => {
+    const watched = await drainWatched(countingJob('short', 0).definition, 3000);
 
     // The first lease requests the concurrency plus an equal prefetch, and later ones request many more.
     expect(watched.limits[0]).toBe(4);
@@ -217,16 +224,8 @@ describeEachStore('prefetch', (env) => {
 
   it('starts over once the queue drains', async () => {
     const quick = countingJob('short', 0);
-    await env.client.enqueueMany(
-      quick.definition,
-      Array.from({ length: 3000 }, (_, n) => ({ payload: { n } })),
-    );
-    const watched = watchedStore();
     const gated = gatedJob();
-    await env.startWorker({ store: watched.store, jobs: [quick.definition, gated.definition], concurrency: 2 });
-    await waitFor('the short jobs to complete', async () => (await env.store.countByState()).completed === 3000, {
-      timeoutMs: 30_000,
-    });
+    const watched = await drainWatched(quick.definition, 3000, [quick.definition, gated.definition]);
     expect(Math.max(...watched.limits)).toBeGreaterThanOrEqual(32);
 
     // Long jobs after the backlog is gone: the worker takes its concurrency plus an equal prefetch, not the deep one.
@@ -240,14 +239,7 @@ describeEachStore('prefetch', (env) => {
   });
 
   it('stays shallow for long jobs', async () => {
-    const { definition } = countingJob('long', 40);
-    await env.client.enqueueMany(
-      definition,
-      Array.from({ length: 30 }, (_, n) => ({ payload: { n } })),
-    );
-    const watched = watchedStore();
-    await env.startWorker({ store: watched.store, jobs: [definition], concurrency: 2 });
-    await waitFor('every job to complete', async () => (await env.store.countByState()).completed === 30, { timeoutMs: 30_000 });
+    const watched = await drainWatched(countingJob('long', 40).definition, 30);
 
     expect(watched.limits.length).toBeGreaterThan(3);
     expect(Math.max(...watched.limits)).toBe(4);

@@ -259,10 +259,7 @@ export class Worker extends VouchEventEmitter {
         // came before this point, so the queue is drained only if no wake came at all.
         queue.drained = queue.wakes === wakesAtSend;
         // The backlog that sized the prefetch is gone. The next one may hold long jobs, so it starts from the floor.
-        if (queue.sizer) {
-          queue.sizer.reset();
-          queue.capacity = queue.concurrency + queue.sizer.value;
-        }
+        resetPrefetch(queue);
       } else if (queue.sizer && previousFull) {
         // Two full leases in a row: the queue had a backlog all the while this one was away, so free slots
         // with nothing ready mean the prefetch was too shallow, not that the queue was empty.
@@ -374,8 +371,7 @@ export class Worker extends VouchEventEmitter {
       if (!queue.sizer || queue.ready.length <= queue.concurrency || !oldest) continue;
       if (now - oldest.leasedAt < this.heartbeatIntervalMs) continue;
       const surplus = queue.ready.splice(queue.concurrency);
-      queue.sizer.reset();
-      queue.capacity = queue.concurrency + queue.sizer.value;
+      resetPrefetch(queue);
       const jobIds = surplus.map((held) => held.leased.job.id);
       this.logger.info({ queue: queue.name, jobIds, waitedMs: now - oldest.leasedAt }, 'prefetched jobs given back to the store');
       for (const held of surplus) void this.giveBack(held, WAITED);
@@ -487,6 +483,13 @@ export class Worker extends VouchEventEmitter {
       this.sweeping = false;
     }
   }
+}
+
+/** Returns an automatically sized prefetch to its floor, the queue's concurrency. */
+function resetPrefetch(queue: QueueState): void {
+  if (!queue.sizer) return;
+  queue.sizer.reset();
+  queue.capacity = queue.concurrency + queue.sizer.value;
 }
 
 /** Jobs the queue may lease now: its capacity less the jobs ready or performing. */

@@ -22,9 +22,9 @@ export interface WorkerOptions {
    *
    * `"auto"` starts at the queue's concurrency. While the queue has a
    * backlog, it grows when slots run out of ready jobs before a lease
-   * returns, toward about two lease round trips' worth of starts and at most
-   * 500 (or the concurrency, if higher), and it starts over when the queue
-   * drains. When the oldest waiting job has waited a heartbeat interval, the
+   * returns. It aims at about two lease round trips' worth of starts, at
+   * most 500 (or the concurrency, if higher), and starts over when the
+   * queue drains. When the oldest waiting job has waited a heartbeat interval, the
    * waiting jobs beyond one per slot are given back to the store. A number
    * fixes the prefetch and turns both off.
    * @defaultValue "auto"

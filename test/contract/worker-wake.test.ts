@@ -39,13 +39,14 @@ describeEachStore('worker wake-ups', (env) => {
     });
 
     await env.client.enqueue(job, { n: 1 });
-    // A poll interval far beyond the test's wait: only a lease prompted by the wake can start job 2 in time.
+    // A poll interval far beyond the test's wait: only a lease prompted by a wake can start job 3 in time.
     await env.startWorker({ store, jobs: [job], concurrency: 2, pollIntervalMs: 600_000 });
     await waitFor('job 1 to start', () => started.length === 1);
+    // Job 2's wake sends the second lease, which reads job 2 and is then held open.
     await env.client.enqueue(job, { n: 2 });
     await second;
     try {
-      // Job 2 commits after the second lease read the queue, and its wake arrives before that lease returns.
+      // Job 3 commits after the second lease read the queue, and its wake arrives before that lease returns.
       await env.client.enqueue(job, { n: 3 });
       await new Promise((resolve) => setTimeout(resolve, 50));
     } finally {

@@ -40,7 +40,7 @@ interface QueueState {
    * yet durable) do not count: they free up as fast as the store writes.
    */
   capacity: number;
-  /** Resizes the prefetch from what the queue observes; absent when the options fixed it. */
+  /** The sizer that resizes the prefetch from what the queue observes, or undefined when the options fixed the prefetch. */
   sizer: PrefetchSizer | undefined;
   /** Attempts started since the worker began, for the sizer's rate. */
   starts: number;
@@ -109,7 +109,7 @@ export class Worker extends VouchEventEmitter {
       }
       this.definitions.set(definition.name, definition);
     }
-    // `undefined` means "not set"; `null` is a value and is checked like any other.
+    // `undefined` means "not set", while `null` is a value and is checked like any other.
     const concurrency = options.concurrency === undefined ? 10 : options.concurrency;
     if (options.concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1)) {
       throw new ConfigurationError(`Worker option concurrency must be an integer of at least 1; got ${shown(concurrency)}.`);

@@ -174,14 +174,14 @@ describeEachStore('prefetch', (env) => {
     return { definition, completed };
   }
 
-  it('starts jobs during a lease', async () => {
+  it('starts ready jobs during a lease', async () => {
     const { definition, completed } = countingJob('quick', 0);
     await env.client.enqueueMany(
       definition,
       Array.from({ length: 8 }, (_, n) => ({ payload: { n } })),
     );
     const watched = watchedStore();
-    // The first lease takes four jobs; every later lease waits until the test lets it go.
+    // The first lease takes four jobs, and every later lease waits until the test lets it go.
     let leases = 0;
     const store = withLeaseHook(watched.store, (request, next) => {
       leases += 1;

@@ -6,7 +6,7 @@ import { withLeaseHook } from '../support/lease-hook.js';
 import { waitFor } from '../support/wait.js';
 
 describeEachStore('worker wake-ups', (env) => {
-  it('leases again after a wake during a lease', async () => {
+  it('leases again after a mid-lease wake', async () => {
     const started: number[] = [];
     const job = defineJob({
       name: 'prompt',

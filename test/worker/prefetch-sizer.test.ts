@@ -22,7 +22,7 @@ describe('PrefetchSizer', () => {
     for (let round = 0; round < 10; round += 1) expect(sizer.observe(200, 5, 5, BUSY)).toBe(10);
   });
 
-  it('grows by one when starved past its estimate', () => {
+  it('grows by one past its estimate', () => {
     const sizer = new PrefetchSizer(4, 500);
     // One start per millisecond and 2 ms leases need 4, yet the slots starved: the estimate is short.
     expect([1, 2, 3].map(() => sizer.observe(10, 10, 2, STARVED))).toEqual([5, 6, 7]);

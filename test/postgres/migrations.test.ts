@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { VouchError } from '../../src/core/errors.js';
 import { LATEST_VERSION, MIGRATIONS } from '../../src/stores/postgres/migrations.js';
 import { PostgresStore } from '../../src/stores/postgres/postgres-store.js';
-import { quoteIdent } from '../../src/stores/postgres/sql.js';
+import { quoteIdent, schemaNames } from '../../src/stores/postgres/sql.js';
 import { COMPLETION, newJob } from '../support/jobs.js';
 import { silentLogger } from '../support/logs.js';
 import { POSTGRES_TEST_URL, postgresAvailable } from '../support/postgres-harness.js';
@@ -55,7 +55,7 @@ describe.skipIf(!postgresAvailable())('postgres: migrations', () => {
     const racers = Array.from({ length: 4 }, () => open(schema));
     const outcomes = await Promise.all(racers.map((store) => store.enqueue([newJob()])));
     expect(outcomes.flat()).toHaveLength(4);
-    expect(await appliedVersions(schema)).toEqual([LATEST_VERSION]);
+    expect(await appliedVersions(schema)).toEqual(MIGRATIONS.map((migration) => migration.version));
   });
 
   it('keeps stored jobs when migrating again', async () => {
@@ -67,6 +67,38 @@ describe.skipIf(!postgresAvailable())('postgres: migrations', () => {
     await open(schema, { migrate: false }).migrate();
     expect(await store.getJob(outcome!.job.id)).toMatchObject({ state: 'running', payload: { keep: true } });
     expect(await store.commit(leased!.lease, COMPLETION)).toBe(true);
+  });
+
+  it('closes an attempt that version 1 opened', async () => {
+    // Version 1 wrote an open attempt row at lease time; version 2 writes the row when the attempt ends.
+    const schema = freshSchema();
+    const names = schemaNames(schema);
+    await sideQuery(POSTGRES_TEST_URL, `CREATE SCHEMA ${quoteIdent(schema)}`);
+    await sideQuery(POSTGRES_TEST_URL, MIGRATIONS[0]!.sql(names));
+    await sideQuery(POSTGRES_TEST_URL, `CREATE TABLE ${names.migrations} (version integer PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    await sideQuery(POSTGRES_TEST_URL, `INSERT INTO ${names.migrations} (version, description) VALUES (1, 'v1')`);
+    const started = '2026-01-02T03:04:05Z';
+    await sideQuery(
+      POSTGRES_TEST_URL,
+      `INSERT INTO ${names.jobs} (id, name, queue, payload, state, attempt, max_attempts, lease_ms, run_at, created_at, dedup_window_ms,
+                                  lease_token, lease_expires_at, worker_id)
+       VALUES (7, 'send', 'default', '{}', 'running', 1, 3, 30000, now(), now(), 0, 'old-token', now() + interval '1 minute', 'old-worker')`,
+    );
+    await sideQuery(
+      POSTGRES_TEST_URL,
+      `INSERT INTO ${names.attempts} (job_id, attempt, worker_id, lease_token, started_at) VALUES (7, 1, 'old-worker', 'old-token', $1)`,
+      [started],
+    );
+
+    const store = open(schema);
+    await store.migrate();
+    expect(await store.listAttempts('7')).toEqual([
+      expect.objectContaining({ attempt: 1, leaseToken: 'old-token', outcome: null, startedAt: Date.parse(started) }),
+    ]);
+    expect(await store.commit({ jobId: '7', attempt: 1, token: 'old-token' }, COMPLETION)).toBe(true);
+    expect(await store.listAttempts('7')).toEqual([
+      expect.objectContaining({ attempt: 1, workerId: 'old-worker', outcome: 'succeeded', startedAt: Date.parse(started) }),
+    ]);
   });
 
   it('rejects a newer schema version', async () => {
@@ -110,6 +142,6 @@ describe.skipIf(!postgresAvailable())('postgres: migrations', () => {
       timeout: 30_000,
     });
     expect(stdout).toMatch(/vouch schema is created or upgraded/);
-    expect(await appliedVersions(schema)).toEqual([LATEST_VERSION]);
+    expect(await appliedVersions(schema)).toEqual(MIGRATIONS.map((migration) => migration.version));
   });
 });

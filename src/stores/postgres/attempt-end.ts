@@ -1,13 +1,14 @@
 import type pg from 'pg';
 import type { Failure, Lease } from '../../core/store.js';
 import { withClient } from './connection.js';
+import { insertEndedAttempts } from './attempt-row.js';
 import type { GroupItem, Settled } from './group-writer.js';
 import { delayUntil, interval, jobFenceHolds, lockJobRow, NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
 
 /**
  * The other ways an attempt ends: it errored (fail), it was given back on
  * shutdown (release), or it found its lease lost (abandonLease). Each is one
- * statement that changes the job and closes the attempt row together; fail
+ * statement that changes the job and writes the attempt row together; fail
  * does it for a group of attempts at once.
  */
 export interface AttemptEndStatements {
@@ -37,17 +38,16 @@ export function attemptEndStatements(n: SchemaNames): AttemptEndStatements {
       UPDATE ${n.jobs}
          SET state = 'available', run_at = ${NOW}, max_attempts = max_attempts + 1, lease_token = NULL, lease_expires_at = NULL
        WHERE id = $2 AND state = 'running' AND lease_token = $3
-      RETURNING id, queue
+      RETURNING id AS job_id, queue, $4::int AS attempt, worker_id, $3::text AS lease_token, attempt_started_at AS started_at,
+                'released'::text AS outcome, $5::text AS error
     ),
-    closed AS (
-      UPDATE ${n.attempts} SET outcome = 'released', error = $5, ended_at = ${NOW}
-       WHERE job_id = $2 AND attempt = $4 AND lease_token = $3 AND EXISTS (SELECT 1 FROM released)
-    ),
+    closed AS (${insertEndedAttempts(n, 'released', NOW)}),
     woken AS (SELECT pg_notify($6, queue) FROM released)
     SELECT count(*)::int AS changed FROM released CROSS JOIN (SELECT count(*) FROM woken) AS notified`);
 
-  // The attempt is closed as lease_lost whatever closed it before (the sweep writes abandoned),
-  // but never over a recorded success. If the job still runs under this token (expired, not yet
+  // The attempt is recorded as lease_lost whatever ended it before (the sweep writes abandoned),
+  // but never over a recorded success. With no row yet, it is written from the job row, which
+  // then still names this attempt. If the job still runs under this token (expired, not yet
   // swept), it is recovered at once, as the sweep would.
   const abandon = new Statement(`
     WITH closed AS (
@@ -56,6 +56,14 @@ export function attemptEndStatements(n: SchemaNames): AttemptEndStatements {
        WHERE job_id = $2 AND attempt = $4 AND lease_token = $3
          AND outcome IS DISTINCT FROM 'succeeded' AND outcome IS DISTINCT FROM 'verified'
     ),
+    lost AS (
+      SELECT id AS job_id, attempt, worker_id, lease_token, attempt_started_at AS started_at,
+             'lease_lost'::text AS outcome, $5::text AS error
+        FROM ${n.jobs}
+       WHERE id = $2 AND attempt = $4 AND lease_token = $3
+         AND NOT EXISTS (SELECT 1 FROM ${n.attempts} WHERE job_id = $2 AND attempt = $4)
+    ),
+    opened AS (${insertEndedAttempts(n, 'lost', NOW)}),
     recovered AS (
       UPDATE ${n.jobs}
          SET ${recoverySet(`$6::text`)}
@@ -104,8 +112,8 @@ export async function abandonAttempt(
  * statement, each fenced as a single fail is (running, same token, lease not
  * expired by the database clock). A job becomes retryable after its delay,
  * available at once when the delay is not positive, or failed for good when
- * it has no retry time. Its attempt closes as `errored` only when its job
- * row changed. Rows are locked in id order (compareJobIds), as every group
+ * it has no retry time. Its attempt is recorded as `errored` only when its
+ * job row changed. Rows are locked in id order (compareJobIds), as every group
  * statement and the heartbeat lock them.
  *
  * A dropped connection rejects every caller of the group with the
@@ -136,15 +144,11 @@ function failStatement(n: SchemaNames): Statement<{ id: string }> {
              lease_token = NULL, lease_expires_at = NULL
         FROM held
        WHERE j.id = held.id AND j.lease_token = held.token AND j.lease_expires_at > ${NOW}
-      RETURNING j.id, held.token, held.attempt, held.error
+      RETURNING j.id AS job_id, held.attempt, j.worker_id, held.token AS lease_token, j.attempt_started_at AS started_at,
+                'errored'::text AS outcome, held.error
     ),
-    closed AS (
-      UPDATE ${n.attempts} a
-         SET outcome = 'errored', error = failed.error, ended_at = ${NOW}
-        FROM failed
-       WHERE a.job_id = failed.id AND a.attempt = failed.attempt AND a.lease_token = failed.token
-    )
-    SELECT id::text AS id FROM failed`);
+    closed AS (${insertEndedAttempts(n, 'failed', NOW)})
+    SELECT job_id::text AS id FROM failed`);
 }
 
 export async function failGroup(

@@ -6,6 +6,7 @@ import type { Lease } from '../../core/store.js';
 import { type CommitStatements, findOutCommits } from './commit.js';
 import { isConnectionError, withClient } from './connection.js';
 import type { GroupItem, Settled } from './group-writer.js';
+import { insertEndedAttempts } from './attempt-row.js';
 import { CLOCK_NOW, jobFenceHolds, lockJobRow, type SchemaNames, Statement } from './sql.js';
 
 /**
@@ -14,7 +15,7 @@ import { CLOCK_NOW, jobFenceHolds, lockJobRow, type SchemaNames, Statement } fro
  *
  * Each job keeps the fence of a single commit: it changes only while it is
  * `running` under the caller's token and its lease has not expired by the
- * database's wall clock. Its attempt row closes only when its job row
+ * database's wall clock. Its attempt row is written only when its job row
  * changed. The rows of the group are locked in id order (compareJobIds),
  * as the heartbeat and the other group statements lock them, so two
  * statements that share rows queue behind each other instead of deadlocking.
@@ -46,15 +47,11 @@ export function commitGroupStatement(n: SchemaNames): Statement<{ id: string }> 
          SET state = 'completed', result = held.result::json, finished_at = ${CLOCK_NOW}, lease_token = NULL, lease_expires_at = NULL
         FROM held
        WHERE j.id = held.id AND j.lease_token = held.token AND j.lease_expires_at > ${CLOCK_NOW}
-      RETURNING j.id, held.token, held.attempt, held.outcome
+      RETURNING j.id AS job_id, held.attempt, j.worker_id, held.token AS lease_token, j.attempt_started_at AS started_at,
+                held.outcome, NULL::text AS error
     ),
-    closed AS (
-      UPDATE ${n.attempts} a
-         SET outcome = completed.outcome, ended_at = ${CLOCK_NOW}
-        FROM completed
-       WHERE a.job_id = completed.id AND a.attempt = completed.attempt AND a.lease_token = completed.token
-    )
-    SELECT id::text AS id FROM completed`);
+    closed AS (${insertEndedAttempts(n, 'completed', CLOCK_NOW)})
+    SELECT job_id::text AS id FROM completed`);
 }
 
 export async function writeCommitGroup(

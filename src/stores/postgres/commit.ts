@@ -5,6 +5,7 @@ import { failpoint } from '../../core/failpoints.js';
 import { errorForLog } from '../../core/log-error.js';
 import type { Completion, Lease } from '../../core/store.js';
 import { isConnectionError, rollbackQuietly, withClient } from './connection.js';
+import { insertEndedAttempts } from './attempt-row.js';
 import { CLOCK_NOW, type SchemaNames, Statement } from './sql.js';
 
 /**
@@ -40,13 +41,9 @@ export function commitStatements(n: SchemaNames): CommitStatements {
       UPDATE ${n.jobs}
          SET state = 'completed', result = $5::json, finished_at = ${CLOCK_NOW}, lease_token = NULL, lease_expires_at = NULL
        WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_expires_at > ${CLOCK_NOW}
-      RETURNING id
+      RETURNING id AS job_id, $4::int AS attempt, worker_id, $3::text AS lease_token, attempt_started_at AS started_at, $6::text AS outcome, NULL::text AS error
     ),
-    closed AS (
-      UPDATE ${n.attempts}
-         SET outcome = $6, ended_at = ${CLOCK_NOW}
-       WHERE job_id = $2 AND attempt = $4 AND lease_token = $3 AND EXISTS (SELECT 1 FROM completed)
-    )
+    closed AS (${insertEndedAttempts(n, 'completed', CLOCK_NOW)})
     SELECT count(*)::int AS completed FROM completed`);
 
   // One row per attempt of the given leases that still exists; the leases come as three parallel arrays.

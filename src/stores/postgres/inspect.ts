@@ -22,7 +22,17 @@ export interface InspectStatements {
 export function inspectStatements(n: SchemaNames): InspectStatements {
   return {
     job: new Statement(`SELECT ${jobColumns('j')} FROM ${n.jobs} j WHERE j.id = $1`),
-    attempts: new Statement(`SELECT ${attemptColumns('a')} FROM ${n.attempts} a WHERE a.job_id = $1 ORDER BY a.attempt`),
+    // The attempt that runs now has no row yet (attempt-row.ts); the job row describes it.
+    attempts: new Statement(`
+      SELECT ${attemptColumns('a')}
+        FROM (SELECT job_id, attempt, worker_id, lease_token, started_at, ended_at, outcome, error
+                FROM ${n.attempts} WHERE job_id = $1
+              UNION ALL
+              SELECT j.id, j.attempt, j.worker_id, j.lease_token, j.attempt_started_at, NULL, NULL, NULL
+                FROM ${n.jobs} j
+               WHERE j.id = $1 AND j.state = 'running' AND j.attempt_started_at IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM ${n.attempts} o WHERE o.job_id = j.id AND o.attempt = j.attempt)) AS a
+       ORDER BY a.attempt`),
     effects: new Statement(`SELECT ${effectColumns('e')} FROM ${n.effects} e WHERE e.job_id = $1 ORDER BY e.intent_at, e.name`),
     countByState: new Statement(`SELECT state, count(*)::int AS count FROM ${n.jobs} GROUP BY state`),
     cancel: new Statement(`

@@ -18,8 +18,8 @@ import { compareJobIds, interval, jobFenceHolds, lockJobRow, NOW, type Queryable
  * A lease is one statement: pick up to N due jobs with FOR UPDATE SKIP
  * LOCKED, so concurrent workers each take different rows instead of waiting
  * on one another, mark them running with a fresh token and an expiry by the
- * database clock, and insert their attempt rows, all in one data-modifying
- * CTE that commits or fails as a unit.
+ * database clock, all in one data-modifying CTE that commits or fails as a
+ * unit. The attempt rows are written when the attempts end (attempt-row.ts).
  */
 export interface LeaseStatements {
   claim: Statement<JobRow>;
@@ -64,13 +64,10 @@ export function leaseStatements(n: SchemaNames): LeaseStatements {
              attempt = j.attempt + 1,
              lease_token = replace(gen_random_uuid()::text, '-', ''),
              lease_expires_at = ${NOW} + ${interval('j.lease_ms')},
-             worker_id = $4
+             worker_id = $4,
+             attempt_started_at = ${NOW}
        WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
       RETURNING j.*
-    ),
-    opened AS (
-      INSERT INTO ${n.attempts} (job_id, attempt, worker_id, lease_token, started_at)
-      SELECT id, attempt, worker_id, lease_token, ${NOW} FROM leased
     )
     SELECT ${jobColumns('leased')} FROM leased
      ORDER BY leased.priority, leased.run_at, leased.id`);

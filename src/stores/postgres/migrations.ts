@@ -85,6 +85,18 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX effects_intent ON ${n.effects} (intent_at) WHERE state = 'intent';
     `,
   },
+  {
+    version: 2,
+    description: 'write each attempt row once, when the attempt ends',
+    sql: (n) => `
+      -- When the current (or last) attempt of the job started. The attempt row is written from it
+      -- when the attempt ends (attempt-row.ts), instead of being inserted at lease time and updated.
+      ALTER TABLE ${n.jobs} ADD COLUMN attempt_started_at timestamptz;
+      UPDATE ${n.jobs} j SET attempt_started_at = a.started_at
+        FROM ${n.attempts} a
+       WHERE j.state = 'running' AND a.job_id = j.id AND a.attempt = j.attempt;
+    `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.at(-1)?.version ?? 0;

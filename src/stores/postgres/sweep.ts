@@ -1,5 +1,6 @@
 import type { RecoveredJob } from '../../core/store.js';
 import { recoverySet } from './attempt-end.js';
+import { insertEndedAttempts } from './attempt-row.js';
 import { NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
 
 /**
@@ -43,14 +44,14 @@ export function sweepStatements(n: SchemaNames): SweepStatements {
          SET ${recoverySet('expired.reason')}
         FROM expired
        WHERE j.id = expired.expired_id
-      RETURNING j.id, j.name, j.queue, j.attempt, j.state, expired.expired_token, expired.expired_worker, expired.reason
+      RETURNING j.id, j.name, j.queue, j.attempt, j.state, j.attempt_started_at, expired.expired_token, expired.expired_worker, expired.reason
     ),
-    closed AS (
-      UPDATE ${n.attempts} a
-         SET outcome = 'abandoned', error = recovered.reason, ended_at = ${NOW}
-        FROM recovered
-       WHERE a.job_id = recovered.id AND a.attempt = recovered.attempt AND a.ended_at IS NULL
-    ),
+    closed AS (${insertEndedAttempts(
+      n,
+      `(SELECT id AS job_id, attempt, expired_worker AS worker_id, expired_token AS lease_token, attempt_started_at AS started_at,
+               'abandoned'::text AS outcome, reason AS error FROM recovered) AS ended`,
+      NOW,
+    )}),
     woken AS (
       SELECT pg_notify($2, q.queue) FROM (SELECT DISTINCT queue FROM recovered WHERE state = 'available') q
     )

@@ -76,6 +76,18 @@ export const MIGRATIONS: readonly { version: number; description: string; sql: s
       CREATE INDEX vouch_attempts_recovered ON vouch_attempts (ended_at) WHERE outcome IN ('abandoned', 'lease_lost');
     `,
   },
+  {
+    version: 3,
+    description: 'write each attempt row once, when the attempt ends',
+    sql: `
+      -- When the current (or last) attempt of the job started. The attempt row is written from it when
+      -- the attempt ends, instead of being inserted at lease time and updated.
+      ALTER TABLE vouch_jobs ADD COLUMN attempt_started_at INTEGER;
+      UPDATE vouch_jobs
+         SET attempt_started_at = (SELECT a.started_at FROM vouch_attempts a WHERE a.job_id = vouch_jobs.id AND a.attempt = vouch_jobs.attempt)
+       WHERE state = 'running';
+    `,
+  },
 ];
 
 /**

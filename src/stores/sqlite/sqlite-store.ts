@@ -228,7 +228,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
     const rows = this.statement(
       `UPDATE vouch_jobs
           SET state = 'running', attempt = attempt + 1, lease_token = lower(hex(randomblob(8))),
-              lease_expires_at = ? + lease_ms, worker_id = ?
+              lease_expires_at = ? + lease_ms, worker_id = ?, attempt_started_at = ?
         WHERE id IN (
           SELECT id FROM vouch_jobs
            WHERE queue = ? AND state IN ('scheduled', 'available', 'retryable') AND run_at <= ?
@@ -236,18 +236,15 @@ export class SqliteStore implements Store<SqliteTransaction> {
            LIMIT ?)
         RETURNING ${LEASED_COLUMNS}`,
       true,
-    ).all(now, request.workerId, request.queue, now, Math.max(request.limit, request.roomAtWrite?.() ?? 0)) as LeasedRow[];
+    ).all(now, request.workerId, now, request.queue, now, Math.max(request.limit, request.roomAtWrite?.() ?? 0)) as LeasedRow[];
     // RETURNING gives no order: sort by priority, run_at and id as the raw numbers, before any string id exists.
     rows.sort((a, b) => a[5] - b[5] || a[9] - b[9] || a[0] - b[0]);
     const jobs = rows.map((row) => leasedJobRecord(row, request.workerId));
 
-    const insertAttempt = this.statement(
-      'INSERT INTO vouch_attempts (job_id, attempt, worker_id, lease_token, started_at) VALUES (?, ?, ?, ?, ?)',
-    );
+    // The attempt rows are written when the attempts end (recordAttempt).
     return jobs.map((job): LeasedJob => {
       const id = Number(job.id);
       const token = job.leaseToken as string;
-      insertAttempt.run(id, job.attempt, request.workerId, token, now);
       const lease: Lease = { jobId: job.id, attempt: job.attempt, token };
       if (job.attempt === 1) return { job, lease, previousAttempt: null, effects: [] };
       const previous = this.statement('SELECT * FROM vouch_attempts WHERE job_id = ? AND attempt = ?').get(id, job.attempt - 1) as
@@ -331,7 +328,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
         if (hasWrites) throw new VouchError(`commit of job ${lease.jobId} lost its lease inside its own transaction`);
         return false;
       }
-      this.closeAttempt(lease, completion.outcome, null, now);
+      this.recordAttempt(lease, completion.outcome, null, now);
       return true;
     };
     // Application writes may throw, so a savepoint keeps them from failing the other commits in the group.
@@ -348,7 +345,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
           WHERE id = ? AND state = 'running' AND lease_token = ? AND lease_expires_at > ?`,
       ).run(state, retryAt ?? now, failure.error, retryAt === null ? now : null, Number(lease.jobId), lease.token, now).changes;
       if (changed === 0) return false;
-      this.closeAttempt(lease, 'errored', failure.error, now);
+      this.recordAttempt(lease, 'errored', failure.error, now);
       return true;
     });
   }
@@ -362,7 +359,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
           WHERE id = ? AND state = 'running' AND lease_token = ?`,
       ).run(now, Number(lease.jobId), lease.token).changes;
       if (changed === 0) return false;
-      this.closeAttempt(lease, 'released', reason, now);
+      this.recordAttempt(lease, 'released', reason, now);
       return true;
     });
   }
@@ -370,10 +367,13 @@ export class SqliteStore implements Store<SqliteTransaction> {
   async abandonLease(lease: Lease, reason: string): Promise<void> {
     return this.groupCommit.run(() => {
       const now = this.clock();
-      this.statement(
+      // Recorded as lease_lost whatever ended the attempt before (the sweep writes abandoned), but never
+      // over a recorded success. With no row yet, recordAttempt writes it from the job row, if that still names this attempt.
+      const { changes } = this.statement(
         `UPDATE vouch_attempts SET outcome = 'lease_lost', error = ?, ended_at = coalesce(ended_at, ?)
-          WHERE job_id = ? AND attempt = ? AND lease_token = ?`,
+          WHERE job_id = ? AND attempt = ? AND lease_token = ? AND outcome IS NOT 'succeeded' AND outcome IS NOT 'verified'`,
       ).run(reason, now, Number(lease.jobId), lease.attempt, lease.token);
+      if (changes === 0) this.recordAttempt(lease, 'lease_lost', reason, now);
       this.recoverJob(Number(lease.jobId), lease.token, `lease lost on attempt ${lease.attempt}: ${reason}`, now);
     });
   }
@@ -387,10 +387,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
       ).all(now) as Pick<JobRow, 'id' | 'name' | 'queue' | 'attempt' | 'max_attempts' | 'lease_token' | 'worker_id'>[];
       return expired.map((row) => {
         const reason = `abandoned: the lease of attempt ${row.attempt} expired without a heartbeat (worker ${row.worker_id} died or stalled)`;
-        this.statement(
-          `UPDATE vouch_attempts SET outcome = 'abandoned', error = ?, ended_at = ?
-            WHERE job_id = ? AND attempt = ? AND ended_at IS NULL`,
-        ).run(reason, now, row.id, row.attempt);
+        this.recordAttempt({ jobId: String(row.id), attempt: row.attempt, token: row.lease_token as string }, 'abandoned', reason, now);
         const state = this.recoverJob(row.id, row.lease_token as string, reason, now);
         return {
           jobId: String(row.id),
@@ -437,7 +434,15 @@ export class SqliteStore implements Store<SqliteTransaction> {
   }
 
   async listAttempts(jobId: string): Promise<AttemptRecord[]> {
-    const rows = this.statement('SELECT * FROM vouch_attempts WHERE job_id = ? ORDER BY attempt').all(Number(jobId)) as AttemptRow[];
+    // The attempt that runs now has no row yet (recordAttempt); the job row describes it.
+    const rows = this.statement(
+      `SELECT job_id, attempt, worker_id, lease_token, started_at, ended_at, outcome, error FROM vouch_attempts WHERE job_id = ?
+       UNION ALL
+       SELECT id, attempt, worker_id, lease_token, attempt_started_at, NULL, NULL, NULL FROM vouch_jobs j
+        WHERE id = ? AND state = 'running' AND attempt_started_at IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM vouch_attempts o WHERE o.job_id = j.id AND o.attempt = j.attempt)
+       ORDER BY attempt`,
+    ).all(Number(jobId), Number(jobId)) as AttemptRow[];
     return rows.map(toAttemptRecord);
   }
 
@@ -677,10 +682,21 @@ export class SqliteStore implements Store<SqliteTransaction> {
     return row !== undefined;
   }
 
-  private closeAttempt(lease: Lease, outcome: string, error: string | null, now: number): void {
+  /**
+   * Writes the row of an attempt that ended, once: while the attempt ran, the
+   * job row held its worker and start time. It is written only while the job
+   * row still names this attempt. A row that exists already was opened at
+   * lease time by a vouch before schema version 3; it is closed if it is still
+   * open under the same token. started_at falls back to the end time only for
+   * such an attempt, which has no attempt_started_at.
+   */
+  private recordAttempt(lease: Lease, outcome: string, error: string | null, now: number): void {
     this.statement(
-      'UPDATE vouch_attempts SET outcome = ?, error = ?, ended_at = ? WHERE job_id = ? AND attempt = ? AND lease_token = ?',
-    ).run(outcome, error, now, Number(lease.jobId), lease.attempt, lease.token);
+      `INSERT INTO vouch_attempts (job_id, attempt, worker_id, lease_token, started_at, ended_at, outcome, error)
+       SELECT id, attempt, worker_id, ?, coalesce(attempt_started_at, ?), ?, ?, ? FROM vouch_jobs WHERE id = ? AND attempt = ?
+       ON CONFLICT (job_id, attempt) DO UPDATE SET outcome = excluded.outcome, error = excluded.error, ended_at = excluded.ended_at
+        WHERE vouch_attempts.lease_token = excluded.lease_token AND vouch_attempts.ended_at IS NULL`,
+    ).run(lease.token, now, now, outcome, error, Number(lease.jobId), lease.attempt);
   }
 
   /** Returns the prepared statement for `sql`, made once. A `raw` statement returns rows as arrays of column values. */

@@ -1,0 +1,27 @@
+import type { SchemaNames } from './sql.js';
+
+/*
+ * The attempt row is written once, when the attempt ends: by its commit,
+ * fail or release, by the worker that finds its lease lost, or by the sweep
+ * that recovers it. While the attempt runs, the job row holds what the
+ * attempt row will need (attempt number, worker, lease token and
+ * attempt_started_at), so leasing a job writes one row, not two.
+ */
+
+/**
+ * Builds the INSERT that writes the rows of ended attempts from `source`, a
+ * CTE or subquery with the columns job_id, attempt, worker_id, lease_token,
+ * started_at, outcome and error. `endedAt` is the SQL expression of the end
+ * time. A row that exists already for that attempt was opened at lease time
+ * by a vouch before schema version 2: it is closed if it is still open under
+ * the same token, and left alone otherwise.
+ */
+export function insertEndedAttempts(n: SchemaNames, source: string, endedAt: string): string {
+  // Only an attempt leased by an older vouch lacks attempt_started_at. Its row exists, so the conflict
+  // clause keeps the stored start, but NOT NULL is checked before the conflict, hence the fallback.
+  return `INSERT INTO ${n.attempts} AS a (job_id, attempt, worker_id, lease_token, started_at, ended_at, outcome, error)
+    SELECT job_id, attempt, worker_id, lease_token, coalesce(started_at, ${endedAt}), ${endedAt}, outcome, error FROM ${source}
+    ON CONFLICT (job_id, attempt) DO UPDATE
+       SET outcome = excluded.outcome, error = excluded.error, ended_at = excluded.ended_at
+     WHERE a.lease_token = excluded.lease_token AND a.ended_at IS NULL`;
+}

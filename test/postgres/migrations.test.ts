@@ -75,7 +75,10 @@ describe.skipIf(!postgresAvailable())('postgres: migrations', () => {
     const names = schemaNames(schema);
     await sideQuery(POSTGRES_TEST_URL, `CREATE SCHEMA ${quoteIdent(schema)}`);
     await sideQuery(POSTGRES_TEST_URL, MIGRATIONS[0]!.sql(names));
-    await sideQuery(POSTGRES_TEST_URL, `CREATE TABLE ${names.migrations} (version integer PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    await sideQuery(
+      POSTGRES_TEST_URL,
+      `CREATE TABLE ${names.migrations} (version integer PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+    );
     await sideQuery(POSTGRES_TEST_URL, `INSERT INTO ${names.migrations} (version, description) VALUES (1, 'v1')`);
     const started = '2026-01-02T03:04:05Z';
     await sideQuery(

@@ -60,7 +60,9 @@ describe('SQLite migrations', () => {
     old.exec(`INSERT INTO vouch_jobs (id, name, queue, payload, state, attempt, max_attempts, lease_ms, run_at, created_at, dedup_window_ms,
                                       lease_token, lease_expires_at, worker_id)
               VALUES (7, 'mail', 'default', '{}', 'running', 1, 3, 30000, 0, 0, 0, 'old-token', ${expires}, 'old-worker')`);
-    old.exec(`INSERT INTO vouch_attempts (job_id, attempt, worker_id, lease_token, started_at) VALUES (7, 1, 'old-worker', 'old-token', 1234)`);
+    old.exec(
+      `INSERT INTO vouch_attempts (job_id, attempt, worker_id, lease_token, started_at) VALUES (7, 1, 'old-worker', 'old-token', 1234)`,
+    );
     old.close();
 
     const store = new SqliteStore({ path });

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Failure, Lease } from '../../core/store.js';
-import { withClient } from './connection.js';
 import { insertEndedAttempts } from './attempt-row.js';
+import { withClient } from './connection.js';
 import type { GroupItem, Settled } from './group-writer.js';
 import { delayUntil, interval, jobFenceHolds, lockJobRow, NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
 

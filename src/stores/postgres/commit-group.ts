@@ -3,10 +3,10 @@ import type { Logger } from 'pino';
 import { failpoint } from '../../core/failpoints.js';
 import { errorForLog } from '../../core/log-error.js';
 import type { Lease } from '../../core/store.js';
+import { insertEndedAttempts } from './attempt-row.js';
 import { type CommitStatements, findOutCommits } from './commit.js';
 import { isConnectionError, withClient } from './connection.js';
 import type { GroupItem, Settled } from './group-writer.js';
-import { insertEndedAttempts } from './attempt-row.js';
 import { CLOCK_NOW, jobFenceHolds, lockJobRow, type SchemaNames, Statement } from './sql.js';
 
 /**

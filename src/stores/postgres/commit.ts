@@ -4,8 +4,8 @@ import { VouchError } from '../../core/errors.js';
 import { failpoint } from '../../core/failpoints.js';
 import { errorForLog } from '../../core/log-error.js';
 import type { Completion, Lease } from '../../core/store.js';
-import { isConnectionError, rollbackQuietly, withClient } from './connection.js';
 import { insertEndedAttempts } from './attempt-row.js';
+import { isConnectionError, rollbackQuietly, withClient } from './connection.js';
 import { CLOCK_NOW, type SchemaNames, Statement } from './sql.js';
 
 /**

@@ -88,9 +88,37 @@ describeEachStore('leasing and fencing', (env) => {
     const job = await env.store.getJob(jobId);
     expect(job).toMatchObject({ state: 'running', attempt: 2, leaseToken: second.lease.token });
     expect(job?.lastError ?? '').not.toMatch(/late/);
+    // The late abandon relabels the swept attempt and leaves the running one alone.
+    expect(await env.store.listAttempts(jobId)).toEqual([
+      expect.objectContaining({ attempt: 1, workerId: 'slow', outcome: 'lease_lost', error: 'late abandon' }),
+      expect.objectContaining({ attempt: 2, workerId: 'fast', leaseToken: second.lease.token, outcome: null }),
+    ]);
 
     expect(await env.store.commit(second.lease, COMPLETION)).toBe(true);
     expect(await env.store.getJob(jobId)).toMatchObject({ state: 'completed', attempt: 2, result: { ok: true } });
+  });
+
+  it('records a lost lease before the sweep', async () => {
+    const jobId = await enqueueOne(env.store, { leaseMs: LEASE_MS });
+    const leasedAt = env.clock.now();
+    const leased = await leaseOne(env.store, { workerId: 'stalled' });
+    env.clock.advance(LEASE_MS + 1);
+
+    await env.store.abandonLease(leased.lease, 'heartbeat refused');
+    expect(await env.store.listAttempts(jobId)).toEqual([
+      expect.objectContaining({
+        attempt: 1,
+        workerId: 'stalled',
+        leaseToken: leased.lease.token,
+        startedAt: leasedAt,
+        endedAt: env.clock.now(),
+        outcome: 'lease_lost',
+        error: 'heartbeat refused',
+      }),
+    ]);
+    expect(await env.store.getJob(jobId)).toMatchObject({ state: 'available', leaseToken: null });
+    expect(await env.store.sweep()).toEqual([]);
+    expect(await env.store.listAttempts(jobId)).toHaveLength(1);
   });
 
   it('refuses commit, fail, heartbeat and effect intent once the lease expired, even before a sweep', async () => {
@@ -150,7 +178,13 @@ describeEachStore('leasing and fencing', (env) => {
     expect(await env.store.getJob(jobId)).toMatchObject({ state: 'available', leaseToken: null, attempt: 1 });
     // The recovered job keeps its run_at, so it goes ahead of jobs that became due after it.
     expect((await env.store.getJob(jobId))?.runAt).toBe(dead.job.runAt);
-    expect((await env.store.listAttempts(jobId))[0]).toMatchObject({ outcome: 'abandoned', endedAt: env.clock.now() });
+    expect((await env.store.listAttempts(jobId))[0]).toMatchObject({
+      outcome: 'abandoned',
+      workerId: 'dead-worker',
+      leaseToken: dead.lease.token,
+      startedAt: dead.job.runAt,
+      endedAt: env.clock.now(),
+    });
     expect((await env.store.getJob(other.job.id))?.state).toBe('running');
     expect(await env.store.sweep()).toEqual([]);
 

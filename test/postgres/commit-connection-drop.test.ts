@@ -142,6 +142,29 @@ describe.skipIf(!postgresAvailable())('postgres: a connection dropped during com
       expect(cutter.cuts).toBe(2);
     });
 
+    it('waits for a group commit that its backend still runs', async () => {
+      // The statement outlives its connection: the server runs it to the end and commits, then finds
+      // the client gone. The read-back must wait for that, not read the attempt rows before they exist.
+      const slowInsert = `${quoteIdent(schema)}.slow_insert`;
+      await sideQuery(
+        POSTGRES_TEST_URL,
+        `CREATE FUNCTION ${slowInsert}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$`,
+      );
+      await sideQuery(
+        POSTGRES_TEST_URL,
+        `CREATE TRIGGER slow_insert BEFORE INSERT ON ${quoteIdent(schema)}.attempts FOR EACH STATEMENT EXECUTE FUNCTION ${slowInsert}()`,
+      );
+      const lease = await leaseOne();
+      cutter.arm('deliver-then-cut', commitGroupStatement(schemaNames(schema)).name);
+
+      const startedAt = Date.now();
+      expect(await store.commit(lease, { resultJson: '3', outcome: 'succeeded', writes: [] })).toBe(true);
+      expect(cutter.cuts).toBe(1);
+      expect(Date.now() - startedAt).toBeGreaterThanOrEqual(900);
+      expect(await store.getJob(lease.jobId)).toMatchObject({ state: 'completed', result: 3 });
+      expect(lines.find((line) => line.msg.includes('dropped during a group commit'))).toMatchObject({ landed: [lease.jobId] });
+    });
+
     it('throws when the outcome cannot be read', async () => {
       const lease = await leaseOne();
       cutter.arm('cut-before');

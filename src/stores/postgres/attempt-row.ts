@@ -3,7 +3,7 @@ import type { SchemaNames } from './sql.js';
 /*
  * The attempt row is written once, when the attempt ends: by its commit,
  * fail or release, by the worker that finds its lease lost, or by the sweep
- * that recovers it. While the attempt runs, the job row holds what the
+ * that recovers it. While the attempt runs, the job row contains what the
  * attempt row will need (attempt number, worker, lease token and
  * attempt_started_at), so leasing a job writes one row, not two.
  */

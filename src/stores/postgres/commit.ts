@@ -6,7 +6,7 @@ import { errorForLog } from '../../core/log-error.js';
 import type { Completion, Lease } from '../../core/store.js';
 import { insertEndedAttempts } from './attempt-row.js';
 import { isConnectionError, rollbackQuietly, withClient } from './connection.js';
-import { CLOCK_NOW, type SchemaNames, Statement } from './sql.js';
+import { CLOCK_NOW, compareJobIds, lockJobRow, type SchemaNames, Statement } from './sql.js';
 
 /**
  * The commit: the ctx.transaction writes and the fenced transition to
@@ -20,13 +20,15 @@ import { CLOCK_NOW, type SchemaNames, Statement } from './sql.js';
  * here: it joins a group commit (commit-group.ts).
  *
  * If the connection drops, the outcome is found out, never guessed. A fresh
- * connection reads this attempt's row with FOR SHARE, which waits for the
- * old transaction to end if its backend is still finishing. The commit
- * landed exactly when that row records `succeeded` or `verified`.
+ * connection first locks the job row with FOR SHARE, which waits for the
+ * old transaction to end if its backend is still finishing, and then reads
+ * this attempt's row. The commit landed exactly when that row exists and
+ * records `succeeded` or `verified`.
  */
 export interface CommitStatements {
   fence: Statement;
   complete: Statement<{ completed: number }>;
+  settled: Statement;
   outcome: Statement<{ job_id: string; attempt: number; lease_token: string; outcome: string | null }>;
 }
 
@@ -46,16 +48,19 @@ export function commitStatements(n: SchemaNames): CommitStatements {
     closed AS (${insertEndedAttempts(n, 'completed', CLOCK_NOW)})
     SELECT count(*)::int AS completed FROM completed`);
 
-  // One row per attempt of the given leases that still exists; the leases come as three parallel arrays.
+  // Waits until no other transaction has the job rows locked, because a commit whose connection
+  // dropped may still be finishing in its backend. The ids come sorted (compareJobIds).
+  const settled = new Statement(`
+    SELECT locked.state FROM unnest($1::bigint[]) AS input(id) CROSS JOIN LATERAL ${lockJobRow(n, 'input', 'FOR SHARE')}`);
+
+  // One row per attempt of the given leases that was written. The leases come as three parallel arrays.
+  // It runs after `settled`, so its snapshot includes the attempt rows that a finishing commit inserted.
   const outcome = new Statement<{ job_id: string; attempt: number; lease_token: string; outcome: string | null }>(`
     SELECT a.job_id::text AS job_id, a.attempt, a.lease_token, a.outcome
       FROM unnest($1::bigint[], $2::int[], $3::text[]) AS requested(job_id, attempt, lease_token)
-      JOIN ${n.attempts} a ON a.job_id = requested.job_id AND a.attempt = requested.attempt AND a.lease_token = requested.lease_token
-      JOIN ${n.jobs} j ON j.id = a.job_id
-     ORDER BY a.job_id
-       FOR SHARE OF a, j`);
+      JOIN ${n.attempts} a ON a.job_id = requested.job_id AND a.attempt = requested.attempt AND a.lease_token = requested.lease_token`);
 
-  return { fence, complete, outcome };
+  return { fence, complete, settled, outcome };
 }
 
 /** How long finding out a commit's outcome waits for the old transaction's row locks. */
@@ -143,6 +148,8 @@ export async function findOutCommits(
         await client.query('BEGIN');
         try {
           await client.query({ text: `SELECT set_config('lock_timeout', $1, true)`, values: [OUTCOME_LOCK_TIMEOUT] });
+          const ids = [...new Set(leases.map((lease) => lease.jobId))].sort(compareJobIds);
+          await statements.settled.run(client, [ids]);
           const { rows } = await statements.outcome.run(client, [
             leases.map((lease) => lease.jobId),
             leases.map((lease) => lease.attempt),

@@ -102,6 +102,38 @@ describe.skipIf(!postgresAvailable())('postgres: leasing', () => {
     }
   });
 
+  it('relabels a concurrently swept attempt', async () => {
+    // The worker's abandon and a sweep both write the attempt row of one expired lease. The sweep's
+    // insert is held open in a side transaction, so the abandon's insert waits on it and then conflicts.
+    const names = schemaNames(store.schema);
+    const [outcome] = await store.enqueue([newJob()]);
+    const [leased] = await store.lease({ queue: 'default', limit: 1, workerId: 'stalled' });
+    const lease = leased!.lease;
+    const side = await store.pool.connect();
+    try {
+      await side.query('BEGIN');
+      await side.query(
+        `INSERT INTO ${names.attempts} (job_id, attempt, worker_id, lease_token, started_at, ended_at, outcome, error)
+         VALUES ($1, 1, 'stalled', $2, now(), now(), 'abandoned', 'swept')`,
+        [lease.jobId, lease.token],
+      );
+      const abandoned = store.abandonLease(lease, 'heartbeat refused');
+      await waitFor('the abandon to wait on the sweep', async () => {
+        const { rows } = await store.pool.query(
+          `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%lease_lost%'`,
+        );
+        return rows.length > 0;
+      });
+      await side.query('COMMIT');
+      await abandoned;
+    } finally {
+      side.release();
+    }
+    expect(await store.listAttempts(outcome!.job.id)).toEqual([
+      expect.objectContaining({ attempt: 1, outcome: 'lease_lost', error: 'heartbeat refused' }),
+    ]);
+  });
+
   describe('beside many waiting and finished jobs', () => {
     const WAITING = 200_000;
     const COMPLETED = 200_000;

@@ -47,8 +47,9 @@ export function attemptEndStatements(n: SchemaNames): AttemptEndStatements {
 
   // The attempt is recorded as lease_lost whatever ended it before (the sweep writes abandoned),
   // but never over a recorded success. With no row yet, it is written from the job row, which
-  // then still names this attempt. If the job still runs under this token (expired, not yet
-  // swept), it is recovered at once, as the sweep would.
+  // then still names this attempt. A sweep that inserts the row at the same moment makes this
+  // insert conflict, and the conflict clause relabels that row. If the job still runs under this
+  // token (expired, not yet swept), it is recovered at once, as the sweep would.
   const abandon = new Statement(`
     WITH closed AS (
       UPDATE ${n.attempts}
@@ -63,7 +64,7 @@ export function attemptEndStatements(n: SchemaNames): AttemptEndStatements {
        WHERE id = $2 AND attempt = $4 AND lease_token = $3
          AND NOT EXISTS (SELECT 1 FROM ${n.attempts} WHERE job_id = $2 AND attempt = $4)
     ),
-    opened AS (${insertEndedAttempts(n, 'lost', NOW)}),
+    opened AS (${insertEndedAttempts(n, 'lost', NOW, true)}),
     recovered AS (
       UPDATE ${n.jobs}
          SET ${recoverySet(`$6::text`)}

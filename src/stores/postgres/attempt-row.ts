@@ -14,14 +14,19 @@ import type { SchemaNames } from './sql.js';
  * started_at, outcome and error. `endedAt` is the SQL expression of the end
  * time. A row that exists already for that attempt was opened at lease time
  * by a vouch before schema version 2: it is closed if it is still open under
- * the same token, and left alone otherwise.
+ * the same token, and left alone otherwise. With `overLosses`, the row of a
+ * lost lease, it also replaces an `abandoned` or `errored` row that a
+ * concurrent sweep or fail wrote first, keeping that row's end time, but
+ * never a recorded success.
  */
-export function insertEndedAttempts(n: SchemaNames, source: string, endedAt: string): string {
+export function insertEndedAttempts(n: SchemaNames, source: string, endedAt: string, overLosses = false): string {
   // Only an attempt leased by an older vouch lacks attempt_started_at. Its row exists, so the conflict
   // clause keeps the stored start, but NOT NULL is checked before the conflict, hence the fallback.
   return `INSERT INTO ${n.attempts} AS a (job_id, attempt, worker_id, lease_token, started_at, ended_at, outcome, error)
     SELECT job_id, attempt, worker_id, lease_token, coalesce(started_at, ${endedAt}), ${endedAt}, outcome, error FROM ${source}
     ON CONFLICT (job_id, attempt) DO UPDATE
-       SET outcome = excluded.outcome, error = excluded.error, ended_at = excluded.ended_at
-     WHERE a.lease_token = excluded.lease_token AND a.ended_at IS NULL`;
+       SET outcome = excluded.outcome, error = excluded.error, ended_at = coalesce(a.ended_at, excluded.ended_at)
+     WHERE a.lease_token = excluded.lease_token AND ${
+       overLosses ? `a.outcome IS DISTINCT FROM 'succeeded' AND a.outcome IS DISTINCT FROM 'verified'` : 'a.ended_at IS NULL'
+     }`;
 }

@@ -112,7 +112,7 @@ export class Client {
     options: EnqueueOptions<unknown>,
   ): Promise<NewJob> {
     if (!definition || typeof definition.name !== 'string' || !definition.payload) {
-      throw new ConfigurationError('enqueue needs a job definition made by defineJob().');
+      throw new ConfigurationError(`enqueue needs a job definition made by defineJob(); ${notADefinition(definition)}`);
     }
     const parsed = await validatePayload(definition.name, definition.payload, payload);
     const payloadJson = serializeJson(definition.name, 'payload', parsed, this.maxPayloadBytes);
@@ -178,4 +178,13 @@ function assertNonNegative(field: string, value: number): void {
   if (!Number.isFinite(value) || value < 0) {
     throw new ConfigurationError(`Client option ${field} must be a number, 0 or more; got ${value}.`);
   }
+}
+
+/** Names what was passed in place of a job definition, and the fix. */
+function notADefinition(received: unknown): string {
+  if (typeof received === 'string') {
+    return `got the string ${JSON.stringify(received)}. Pass the definition that defineJob() returned, not its name.`;
+  }
+  const kind = received === null ? 'null' : typeof received;
+  return `got ${kind}. Pass the value that defineJob() returned.`;
 }

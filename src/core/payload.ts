@@ -80,10 +80,10 @@ function assertJsonSafe(jobName: string, what: string, value: unknown, path: str
     case 'boolean':
       return;
     case 'number':
-      if (!Number.isFinite(value)) reject(`is ${value}`);
+      if (!Number.isFinite(value)) reject(`is ${value}`, 'JSON has no NaN or Infinity: pass null, or a string that the handler parses.');
       return;
     case 'bigint':
-      reject('is a BigInt');
+      reject('is a BigInt', 'Pass it as a string, such as value.toString(), and parse it with BigInt() in the handler.');
       return;
     case 'function':
       reject('is a function');
@@ -98,7 +98,8 @@ function assertJsonSafe(jobName: string, what: string, value: unknown, path: str
   if (value === null) return;
 
   const object = value as object;
-  if (ancestors.has(object)) reject('refers back to itself (a cycle)');
+  if (ancestors.has(object))
+    reject('refers back to itself (a cycle)', 'Pass a copy without the back reference, for example an id in its place.');
   // A Date, Map, Set, Buffer or class instance comes back from JSON as a string or a plain object.
   // The handler or a retry would then see another type than the caller passed, so these are rejected.
   const prototype = Object.getPrototypeOf(object);

@@ -187,17 +187,26 @@ describeEachStore('enqueue', (env) => {
   });
 
   it.each([
-    ['a BigInt', { amount: 10n }, /amount is a BigInt/],
-    ['a cycle', cyclic(), /self.*refers back to itself/],
-    ['a function', { callback: () => 1 }, /callback is a function/],
-    ['undefined inside an array', { list: [1, undefined, 3] }, /list\[1\] is undefined/],
-    ['a non-finite number', { ratio: Number.NaN }, /ratio is NaN/],
-  ])('rejects a payload with %s, naming where, and stores nothing', async (_label, payload, where) => {
+    ['a BigInt', { amount: 10n }, /amount is a BigInt/, /as a string.*BigInt\(\)/],
+    ['a cycle', cyclic(), /self.*refers back to itself/, /without the back reference/],
+    ['a function', { callback: () => 1 }, /callback is a function/, /Convert it to/],
+    ['undefined inside an array', { list: [1, undefined, 3] }, /list\[1\] is undefined/, /Convert it to/],
+    ['a non-finite number', { ratio: Number.NaN }, /ratio is NaN/, /pass null/],
+  ])('rejects a payload with %s, naming where, and stores nothing', async (_label, payload, where, fix) => {
     const error = await env.client.enqueue(anything, payload).catch((thrown: unknown) => thrown);
 
     expect(error).toBeInstanceOf(InvalidPayloadError);
     expect((error as Error).message).toMatch(/"anything"/);
     expect((error as Error).message).toMatch(where);
+    expect((error as Error).message).toMatch(fix);
+    expect(await countJobs(env.store)).toBe(0);
+  });
+
+  it('rejects a job name in place of a definition', async () => {
+    const error = await env.client.enqueue('anything' as never, {}).catch((thrown: unknown) => thrown);
+
+    expect((error as Error).message).toMatch(/got the string "anything"/);
+    expect((error as Error).message).toMatch(/not its name/);
     expect(await countJobs(env.store)).toBe(0);
   });
 

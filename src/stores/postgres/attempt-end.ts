@@ -8,7 +8,7 @@ import { delayUntil, interval, jobFenceHolds, lockJobRow, NOW, type Queryable, t
 /**
  * The other ways an attempt ends: it errored (fail), it was given back on
  * shutdown (release), or it found its lease lost (abandonLease). Each is one
- * statement that changes the job and writes the attempt row together; fail
+ * statement that changes the job and writes the attempt row together. Fail
  * does it for a group of attempts at once.
  */
 export interface AttemptEndStatements {

@@ -22,7 +22,7 @@ export interface InspectStatements {
 export function inspectStatements(n: SchemaNames): InspectStatements {
   return {
     job: new Statement(`SELECT ${jobColumns('j')} FROM ${n.jobs} j WHERE j.id = $1`),
-    // The attempt that runs now has no row yet (attempt-row.ts); the job row describes it.
+    // The attempt that runs now has no row until it ends (attempt-row.ts), so the job row describes it.
     attempts: new Statement(`
       SELECT ${attemptColumns('a')}
         FROM (SELECT job_id, attempt, worker_id, lease_token, started_at, ended_at, outcome, error

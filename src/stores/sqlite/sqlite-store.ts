@@ -434,7 +434,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
   }
 
   async listAttempts(jobId: string): Promise<AttemptRecord[]> {
-    // The attempt that runs now has no row yet (recordAttempt); the job row describes it.
+    // The attempt that runs now has no row until it ends (recordAttempt), so the job row describes it.
     const rows = this.statement(
       `SELECT job_id, attempt, worker_id, lease_token, started_at, ended_at, outcome, error FROM vouch_attempts WHERE job_id = ?
        UNION ALL

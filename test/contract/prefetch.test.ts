@@ -2,7 +2,7 @@ import { expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineJob, type JobDefinition } from '../../src/core/job-definition.js';
 import { describeEachStore } from '../support/contract.js';
-import { withLeaseHook } from '../support/lease-hook.js';
+import { withCommitHook, withLeaseHook } from '../support/store-hooks.js';
 import { waitFor } from '../support/wait.js';
 
 const LEASE_MS = 5000;
@@ -199,6 +199,40 @@ describeEachStore('prefetch', (env) => {
       watched.letGo();
     }
     await waitFor('every job to complete', async () => (await env.store.countByState()).completed === 8);
+  });
+
+  it('pauses leasing while commits lag', async () => {
+    const { definition, completed } = countingJob('quick', 0);
+    const ids = await env.client.enqueueMany(
+      definition,
+      Array.from({ length: 20 }, (_, n) => ({ payload: { n } })),
+    );
+    // Every commit waits until the test lets it go, as it would behind a slow disk or database.
+    let letGo: () => void = () => {};
+    const released = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    let commits = 0;
+    const store = withCommitHook(env.store, async (_lease, _completion, next) => {
+      commits += 1;
+      await released;
+      return next();
+    });
+    await env.startWorker({ store, jobs: [definition], concurrency: 1, prefetch: 1 });
+
+    try {
+      await waitFor('the first commits to wait', () => commits >= 3);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Capacity 2: once more than 2 outcomes wait for the store, the worker leases nothing more.
+      const leased = (await runningIds(ids.map((job) => job.id))).length;
+      expect(leased).toBeLessThanOrEqual(6);
+      expect(commits).toBe(leased);
+    } finally {
+      letGo();
+    }
+    await waitFor('every job to complete', async () => (await env.store.countByState()).completed === 20);
+    expect(completed).toHaveLength(20);
+    expect(commits).toBe(20);
   });
 
   /** Enqueues `count` jobs of `definition`, runs a worker at concurrency 2 on a watched store, and waits until they complete. */

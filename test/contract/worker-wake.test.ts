@@ -2,7 +2,7 @@ import { expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineJob } from '../../src/core/job-definition.js';
 import { describeEachStore } from '../support/contract.js';
-import { withLeaseHook } from '../support/lease-hook.js';
+import { withLeaseHook } from '../support/store-hooks.js';
 import { waitFor } from '../support/wait.js';
 
 describeEachStore('worker wake-ups', (env) => {

@@ -223,7 +223,8 @@ describeEachStore('prefetch', (env) => {
     try {
       await waitFor('the first commits to wait', () => commits >= 3);
       await new Promise((resolve) => setTimeout(resolve, 300));
-      // Capacity 2: once more than 2 outcomes wait for the store, the worker leases nothing more.
+      // The capacity is 2. Once more than 2 outcomes wait for the store the worker stops leasing, so only
+      // the jobs leased before that point (at most 6) are running.
       const leased = (await runningIds(ids.map((job) => job.id))).length;
       expect(leased).toBeLessThanOrEqual(6);
       expect(commits).toBe(leased);

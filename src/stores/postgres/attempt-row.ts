@@ -14,10 +14,10 @@ import type { SchemaNames } from './sql.js';
  * started_at, outcome and error. `endedAt` is the SQL expression of the end
  * time. A row that exists already for that attempt was opened at lease time
  * by a vouch before schema version 2: it is closed if it is still open under
- * the same token, and left alone otherwise. With `overLosses`, the row of a
- * lost lease, it also replaces an `abandoned` or `errored` row that a
- * concurrent sweep or fail wrote first, keeping that row's end time, but
- * never a recorded success.
+ * the same token, and left alone otherwise. With `overLosses` (the row of a
+ * lost lease), it also replaces the outcome that a concurrent statement wrote
+ * first, such as the sweep's `abandoned`, keeping that row's end time. It
+ * never replaces a recorded success.
  */
 export function insertEndedAttempts(n: SchemaNames, source: string, endedAt: string, overLosses = false): string {
   // Only an attempt leased by an older vouch lacks attempt_started_at. Its row exists, so the conflict

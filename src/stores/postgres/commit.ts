@@ -28,7 +28,7 @@ import { CLOCK_NOW, compareJobIds, lockJobRow, type SchemaNames, Statement } fro
 export interface CommitStatements {
   fence: Statement;
   complete: Statement<{ completed: number }>;
-  settled: Statement;
+  lockJobs: Statement;
   outcome: Statement<{ job_id: string; attempt: number; lease_token: string; outcome: string | null }>;
 }
 
@@ -50,17 +50,17 @@ export function commitStatements(n: SchemaNames): CommitStatements {
 
   // Waits until no other transaction has the job rows locked, because a commit whose connection
   // dropped may still be finishing in its backend. The ids come sorted (compareJobIds).
-  const settled = new Statement(`
+  const lockJobs = new Statement(`
     SELECT locked.state FROM unnest($1::bigint[]) AS input(id) CROSS JOIN LATERAL ${lockJobRow(n, 'input', 'FOR SHARE')}`);
 
   // One row per attempt of the given leases that was written. The leases come as three parallel arrays.
-  // It runs after `settled`, so its snapshot includes the attempt rows that a finishing commit inserted.
+  // It runs after `lockJobs`, so its snapshot includes the attempt rows that a finishing commit inserted.
   const outcome = new Statement<{ job_id: string; attempt: number; lease_token: string; outcome: string | null }>(`
     SELECT a.job_id::text AS job_id, a.attempt, a.lease_token, a.outcome
       FROM unnest($1::bigint[], $2::int[], $3::text[]) AS requested(job_id, attempt, lease_token)
       JOIN ${n.attempts} a ON a.job_id = requested.job_id AND a.attempt = requested.attempt AND a.lease_token = requested.lease_token`);
 
-  return { fence, complete, settled, outcome };
+  return { fence, complete, lockJobs, outcome };
 }
 
 /** How long finding out a commit's outcome waits for the old transaction's row locks. */
@@ -149,7 +149,7 @@ export async function findOutCommits(
         try {
           await client.query({ text: `SELECT set_config('lock_timeout', $1, true)`, values: [OUTCOME_LOCK_TIMEOUT] });
           const ids = [...new Set(leases.map((lease) => lease.jobId))].sort(compareJobIds);
-          await statements.settled.run(client, [ids]);
+          await statements.lockJobs.run(client, [ids]);
           const { rows } = await statements.outcome.run(client, [
             leases.map((lease) => lease.jobId),
             leases.map((lease) => lease.attempt),

@@ -683,12 +683,11 @@ export class SqliteStore implements Store<SqliteTransaction> {
   }
 
   /**
-   * Writes the row of an attempt that ended, once: while the attempt ran, the
-   * job row held its worker and start time. It is written only while the job
-   * row still names this attempt. A row that exists already was opened at
-   * lease time by a vouch before schema version 3; it is closed if it is still
-   * open under the same token. started_at falls back to the end time only for
-   * such an attempt, which has no attempt_started_at.
+   * Writes the row of an attempt that ended, from the job row, which holds the
+   * attempt's worker and start time while the job row still names it. A row
+   * that a vouch before schema version 3 opened at lease time is closed in
+   * place if it is still open under the same token. Such an attempt has no
+   * attempt_started_at, so started_at falls back to the end time.
    */
   private recordAttempt(lease: Lease, outcome: string, error: string | null, now: number): void {
     this.statement(

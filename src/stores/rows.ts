@@ -82,7 +82,9 @@ export function toJobRecord(row: JobRow): JobRecord {
     finishedAt: row.finished_at,
     result: parseStoredJson(row.result),
     lastError: row.last_error,
-    leaseToken: row.lease_token,
+    // A completed job's row keeps the token of the attempt that completed it, as that attempt's record.
+    // The job holds a lease only while it runs, so only a running job reports one.
+    leaseToken: row.state === 'running' ? row.lease_token : null,
     leaseExpiresAt: row.lease_expires_at,
     workerId: row.worker_id,
   };

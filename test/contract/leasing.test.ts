@@ -98,6 +98,34 @@ describeEachStore('leasing and fencing', (env) => {
     expect(await env.store.getJob(jobId)).toMatchObject({ state: 'completed', attempt: 2, result: { ok: true } });
   });
 
+  it('keeps a completed attempt through a late abandon', async () => {
+    for (const outcome of ['succeeded', 'verified'] as const) {
+      const jobId = await enqueueOne(env.store, { leaseMs: LEASE_MS });
+      const leasedAt = env.clock.now();
+      const leased = await leaseOne(env.store, { workerId: `worker-${outcome}` });
+      env.clock.advance(7);
+      expect(await env.store.commit(leased.lease, { ...COMPLETION, outcome })).toBe(true);
+      const record = expect.objectContaining({
+        attempt: 1,
+        workerId: `worker-${outcome}`,
+        leaseToken: leased.lease.token,
+        startedAt: leasedAt,
+        endedAt: env.clock.now(),
+        outcome,
+        error: null,
+      });
+      expect(await env.store.listAttempts(jobId)).toEqual([record]);
+      // The job holds no lease once completed, whatever the store keeps as the attempt's record.
+      expect(await env.store.getJob(jobId)).toMatchObject({ state: 'completed', leaseToken: null, leaseExpiresAt: null });
+
+      // A worker that believes its lease lost after the commit landed (a late heartbeat reply, say).
+      env.clock.advance(LEASE_MS + 1);
+      await env.store.abandonLease(leased.lease, 'late abandon');
+      expect(await env.store.listAttempts(jobId)).toEqual([record]);
+      expect(await env.store.getJob(jobId)).toMatchObject({ state: 'completed', result: { ok: true }, lastError: null });
+    }
+  });
+
   it('records a lost lease before the sweep', async () => {
     const jobId = await enqueueOne(env.store, { leaseMs: LEASE_MS });
     const leasedAt = env.clock.now();

@@ -144,15 +144,16 @@ describe.skipIf(!postgresAvailable())('postgres: a connection dropped during com
 
     it('waits for a group commit that its backend still runs', async () => {
       // The statement outlives its connection: the server runs it to the end and commits, then finds
-      // the client gone. The read-back must wait for that, not read the attempt rows before they exist.
-      const slowInsert = `${quoteIdent(schema)}.slow_insert`;
+      // the client gone. The read-back must wait for that, not read the job row before it changed.
+      const slowCompletion = `${quoteIdent(schema)}.slow_completion`;
       await sideQuery(
         POSTGRES_TEST_URL,
-        `CREATE FUNCTION ${slowInsert}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$`,
+        `CREATE FUNCTION ${slowCompletion}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$`,
       );
       await sideQuery(
         POSTGRES_TEST_URL,
-        `CREATE TRIGGER slow_insert BEFORE INSERT ON ${quoteIdent(schema)}.attempts FOR EACH STATEMENT EXECUTE FUNCTION ${slowInsert}()`,
+        `CREATE TRIGGER slow_completion BEFORE UPDATE ON ${quoteIdent(schema)}.jobs FOR EACH ROW
+           WHEN (NEW.state = 'completed') EXECUTE FUNCTION ${slowCompletion}()`,
       );
       const lease = await leaseOne();
       cutter.arm('deliver-then-cut', commitGroupStatement(schemaNames(schema)).name);

@@ -160,20 +160,21 @@ describe.skipIf(!postgresAvailable())('postgres: a connection dropped during a g
 const clusterProblem = pgClusterAvailable();
 
 /**
- * Makes every write to the schema's attempts table sleep, so a group commit
- * is still executing (past its job rows, at its attempt rows) when the server
- * goes away. The sleep ends only by the shutdown, so the statement cannot
- * finish first: what the callers get must be "not landed" or an error.
+ * Makes every job that becomes completed sleep before its row changes, so a
+ * group commit is still executing (its rows locked, none completed yet) when
+ * the server goes away. The sleep ends only by the shutdown, so the statement
+ * cannot finish first: what the callers get must be "not landed" or an error.
  */
-async function stallAttemptWrites(store: PostgresStore): Promise<void> {
+async function stallCompletions(store: PostgresStore): Promise<void> {
   const schema = quoteIdent(store.schema);
   await store.pool.query(`
-    CREATE FUNCTION ${schema}.stall() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$;
-    CREATE TRIGGER stall BEFORE INSERT OR UPDATE ON ${schema}.attempts FOR EACH STATEMENT EXECUTE FUNCTION ${schema}.stall();`);
+    CREATE FUNCTION ${schema}.stall() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(60); RETURN NEW; END $$;
+    CREATE TRIGGER stall BEFORE UPDATE ON ${schema}.jobs FOR EACH ROW
+      WHEN (NEW.state = 'completed' AND OLD.state = 'running') EXECUTE FUNCTION ${schema}.stall();`);
 }
 
 async function removeStall(store: PostgresStore): Promise<void> {
-  await store.pool.query(`DROP TRIGGER stall ON ${quoteIdent(store.schema)}.attempts`);
+  await store.pool.query(`DROP TRIGGER stall ON ${quoteIdent(store.schema)}.jobs`);
 }
 
 /** Waits until the group commit of `schema` sleeps inside the stalled statement. */
@@ -216,7 +217,7 @@ describe.skipIf(clusterProblem !== null)('postgres: the server stops during a gr
 
   it('server stays down: every caller rejected', async () => {
     const leases = await leaseAll(store, 3);
-    await stallAttemptWrites(store);
+    await stallCompletions(store);
     const settled = Promise.allSettled(leases.map((lease) => store.commit(lease, COMPLETION)));
     await stalledGroup(cluster.url(), store.schema);
     await cluster.stop();
@@ -239,7 +240,7 @@ describe.skipIf(clusterProblem !== null)('postgres: the server stops during a gr
   it('server back in time: every caller false', async () => {
     const leases = await leaseAll(store, 4);
     await expire(store, leases[2]!);
-    await stallAttemptWrites(store);
+    await stallCompletions(store);
     const commits = Promise.all(leases.map((lease) => store.commit(lease, COMPLETION)));
     await stalledGroup(cluster.url(), store.schema);
     await cluster.stop();

@@ -69,8 +69,9 @@ describe.skipIf(!postgresAvailable())('postgres: migrations', () => {
     expect(await store.commit(leased!.lease, COMPLETION)).toBe(true);
   });
 
-  it('closes an attempt that version 1 opened', async () => {
+  it('sweeps an attempt that version 1 opened and its worker left', async () => {
     // Version 1 wrote an open attempt row at lease time; version 2 writes the row when the attempt ends.
+    // The lease belongs to a worker of the old version, which closes the row itself unless it died: then the sweep does.
     const schema = freshSchema();
     const names = schemaNames(schema);
     await sideQuery(POSTGRES_TEST_URL, `CREATE SCHEMA ${quoteIdent(schema)}`);
@@ -85,7 +86,7 @@ describe.skipIf(!postgresAvailable())('postgres: migrations', () => {
       POSTGRES_TEST_URL,
       `INSERT INTO ${names.jobs} (id, name, queue, payload, state, attempt, max_attempts, lease_ms, run_at, created_at, dedup_window_ms,
                                   lease_token, lease_expires_at, worker_id)
-       VALUES (7, 'send', 'default', '{}', 'running', 1, 3, 30000, now(), now(), 0, 'old-token', now() + interval '1 minute', 'old-worker')`,
+       VALUES (7, 'send', 'default', '{}', 'running', 1, 3, 30000, now(), now(), 0, 'old-token', now() - interval '1 second', 'old-worker')`,
     );
     await sideQuery(
       POSTGRES_TEST_URL,
@@ -98,10 +99,11 @@ describe.skipIf(!postgresAvailable())('postgres: migrations', () => {
     expect(await store.listAttempts('7')).toEqual([
       expect.objectContaining({ attempt: 1, leaseToken: 'old-token', outcome: null, startedAt: Date.parse(started) }),
     ]);
-    expect(await store.commit({ jobId: '7', attempt: 1, token: 'old-token' }, COMPLETION)).toBe(true);
+    expect(await store.sweep()).toEqual([expect.objectContaining({ jobId: '7', attempt: 1, leaseToken: 'old-token' })]);
     expect(await store.listAttempts('7')).toEqual([
-      expect.objectContaining({ attempt: 1, workerId: 'old-worker', outcome: 'succeeded', startedAt: Date.parse(started) }),
+      expect.objectContaining({ attempt: 1, workerId: 'old-worker', outcome: 'abandoned', startedAt: Date.parse(started) }),
     ]);
+    expect(await store.getJob('7')).toMatchObject({ state: 'available', leaseToken: null });
   });
 
   it('rejects a newer schema version', async () => {

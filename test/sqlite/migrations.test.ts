@@ -5,7 +5,6 @@ import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MIGRATIONS } from '../../src/stores/sqlite/migrations.js';
 import { SqliteStore } from '../../src/stores/sqlite/sqlite-store.js';
-import { COMPLETION } from '../support/jobs.js';
 
 describe('SQLite migrations', () => {
   let folder: string;
@@ -48,18 +47,19 @@ describe('SQLite migrations', () => {
     }
   });
 
-  it('closes an attempt that version 2 opened', async () => {
+  it('sweeps an attempt that version 2 opened and its worker left', async () => {
     // Versions 1 and 2 wrote an open attempt row at lease time; version 3 writes the row when the attempt ends.
+    // The lease belongs to a worker of the old version, which closes the row itself unless it died: then the sweep does.
     const old = new BetterSqlite3(path);
     old.exec('CREATE TABLE vouch_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)');
     for (const migration of MIGRATIONS.slice(0, 2)) {
       old.exec(migration.sql);
       old.prepare('INSERT INTO vouch_migrations VALUES (?, ?, 0)').run(migration.version, migration.description);
     }
-    const expires = Date.now() + 60_000;
+    const expired = Date.now() - 1000;
     old.exec(`INSERT INTO vouch_jobs (id, name, queue, payload, state, attempt, max_attempts, lease_ms, run_at, created_at, dedup_window_ms,
                                       lease_token, lease_expires_at, worker_id)
-              VALUES (7, 'mail', 'default', '{}', 'running', 1, 3, 30000, 0, 0, 0, 'old-token', ${expires}, 'old-worker')`);
+              VALUES (7, 'mail', 'default', '{}', 'running', 1, 3, 30000, 0, 0, 0, 'old-token', ${expired}, 'old-worker')`);
     old.exec(
       `INSERT INTO vouch_attempts (job_id, attempt, worker_id, lease_token, started_at) VALUES (7, 1, 'old-worker', 'old-token', 1234)`,
     );
@@ -68,10 +68,11 @@ describe('SQLite migrations', () => {
     const store = new SqliteStore({ path });
     try {
       expect(await store.listAttempts('7')).toEqual([expect.objectContaining({ attempt: 1, outcome: null, startedAt: 1234 })]);
-      expect(await store.commit({ jobId: '7', attempt: 1, token: 'old-token' }, COMPLETION)).toBe(true);
+      expect(await store.sweep()).toEqual([expect.objectContaining({ jobId: '7', attempt: 1, leaseToken: 'old-token' })]);
       expect(await store.listAttempts('7')).toEqual([
-        expect.objectContaining({ attempt: 1, workerId: 'old-worker', leaseToken: 'old-token', outcome: 'succeeded', startedAt: 1234 }),
+        expect.objectContaining({ attempt: 1, workerId: 'old-worker', leaseToken: 'old-token', outcome: 'abandoned', startedAt: 1234 }),
       ]);
+      expect(await store.getJob('7')).toMatchObject({ state: 'available', leaseToken: null });
     } finally {
       await store.close();
     }

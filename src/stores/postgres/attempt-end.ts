@@ -46,8 +46,8 @@ export function attemptEndStatements(n: SchemaNames): AttemptEndStatements {
     SELECT count(*)::int AS changed FROM released CROSS JOIN (SELECT count(*) FROM woken) AS notified`);
 
   // The attempt is recorded as lease_lost whatever ended it before (the sweep writes abandoned),
-  // but never over a recorded success. With no row yet, it is written from the job row, which
-  // then still names this attempt. A sweep that inserts the row at the same moment makes this
+  // but never over a recorded success. With no row yet, it is written from the job row, if that
+  // still runs this attempt: a job this attempt completed has no row, and keeps none. A sweep that inserts the row at the same moment makes this
   // insert conflict, and the conflict clause relabels that row. If the job still runs under this
   // token (expired, not yet swept), it is recovered at once, as the sweep would.
   const abandon = new Statement(`
@@ -61,7 +61,7 @@ export function attemptEndStatements(n: SchemaNames): AttemptEndStatements {
       SELECT id AS job_id, attempt, worker_id, lease_token, attempt_started_at AS started_at,
              'lease_lost'::text AS outcome, $5::text AS error
         FROM ${n.jobs}
-       WHERE id = $2 AND attempt = $4 AND lease_token = $3
+       WHERE id = $2 AND attempt = $4 AND lease_token = $3 AND state = 'running'
          AND NOT EXISTS (SELECT 1 FROM ${n.attempts} WHERE job_id = $2 AND attempt = $4)
     ),
     opened AS (${insertEndedAttempts(n, 'lost', NOW, true)}),

@@ -5,8 +5,17 @@ import type { SchemaNames } from './sql.js';
  * fail or release, by the worker that finds its lease lost, or by the sweep
  * that recovers it. While the attempt runs, the job row contains what the
  * attempt row will need (attempt number, worker, lease token and
- * attempt_started_at), so leasing a job writes one row, not two.
+ * attempt_started_at), so leasing a job writes one row, not two. An attempt
+ * that completes the job without a verify gets no row at all: the completed
+ * job row keeps those columns and is its record.
  */
+
+/**
+ * The source of the attempt rows that a commit writes, from its CTE named
+ * `completed`: only the verified attempts, because the job row cannot tell
+ * verified from succeeded. A succeeded attempt's row would repeat the job row.
+ */
+export const VERIFIED_ONLY = `(SELECT * FROM completed WHERE outcome = 'verified') AS verified`;
 
 /**
  * Builds the INSERT that writes the rows of ended attempts from `source`, a

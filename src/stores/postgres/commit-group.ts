@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { failpoint } from '../../core/failpoints.js';
 import { errorForLog } from '../../core/log-error.js';
 import type { Lease } from '../../core/store.js';
-import { insertEndedAttempts } from './attempt-row.js';
+import { insertEndedAttempts, VERIFIED_ONLY } from './attempt-row.js';
 import { type CommitStatements, findOutCommits } from './commit.js';
 import { isConnectionError, withClient } from './connection.js';
 import type { GroupItem, Settled } from './group-writer.js';
@@ -15,8 +15,9 @@ import { CLOCK_NOW, jobFenceHolds, lockJobRow, type SchemaNames, Statement } fro
  *
  * Each job keeps the fence of a single commit: it changes only while it is
  * `running` under the caller's token and its lease has not expired by the
- * database's wall clock. Its attempt row is written only when its job row
- * changed. The rows of the group are locked in id order (compareJobIds),
+ * database's wall clock. The job row keeps the lease token and is the record
+ * of the attempt that completed it. Only a verified attempt also gets an
+ * attempt row (see VERIFIED_ONLY), and only when its job row changed. The rows of the group are locked in id order (compareJobIds),
  * as the heartbeat and the other group statements lock them, so two
  * statements that share rows queue behind each other instead of deadlocking.
  * The group arrives sorted in that order (GroupWriter).
@@ -44,13 +45,13 @@ export function commitGroupStatement(n: SchemaNames): Statement<{ id: string }> 
     ),
     completed AS (
       UPDATE ${n.jobs} j
-         SET state = 'completed', result = held.result::json, finished_at = ${CLOCK_NOW}, lease_token = NULL, lease_expires_at = NULL
+         SET state = 'completed', result = held.result::json, finished_at = ${CLOCK_NOW}, lease_expires_at = NULL
         FROM held
        WHERE j.id = held.id AND j.lease_token = held.token AND j.lease_expires_at > ${CLOCK_NOW}
       RETURNING j.id AS job_id, held.attempt, j.worker_id, held.token AS lease_token, j.attempt_started_at AS started_at,
                 held.outcome, NULL::text AS error
     ),
-    closed AS (${insertEndedAttempts(n, 'completed', CLOCK_NOW)})
+    closed AS (${insertEndedAttempts(n, VERIFIED_ONLY, CLOCK_NOW)})
     SELECT job_id::text AS id FROM completed`);
 }
 

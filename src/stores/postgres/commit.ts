@@ -4,7 +4,7 @@ import { VouchError } from '../../core/errors.js';
 import { failpoint } from '../../core/failpoints.js';
 import { errorForLog } from '../../core/log-error.js';
 import type { Completion, Lease } from '../../core/store.js';
-import { insertEndedAttempts } from './attempt-row.js';
+import { insertEndedAttempts, VERIFIED_ONLY } from './attempt-row.js';
 import { isConnectionError, rollbackQuietly, withClient } from './connection.js';
 import { CLOCK_NOW, compareJobIds, lockJobRow, type SchemaNames, Statement } from './sql.js';
 
@@ -19,17 +19,23 @@ import { CLOCK_NOW, compareJobIds, lockJobRow, type SchemaNames, Statement } fro
  * refused and everything rolls back. A commit without writes does not come
  * here: it joins a group commit (commit-group.ts).
  *
+ * The completed job row keeps the lease token: with its attempt number,
+ * worker and attempt_started_at, it is the record of the attempt that
+ * completed it. Only a verified attempt also gets an attempt row, because
+ * the job row cannot tell verified from succeeded.
+ *
  * If the connection drops, the outcome is found out, never guessed. A fresh
  * connection first locks the job row with FOR SHARE, which waits for the
  * old transaction to end if its backend is still finishing, and then reads
- * this attempt's row. The commit landed exactly when that row exists and
- * records `succeeded` or `verified`.
+ * the outcome. The commit landed exactly when the job row is completed
+ * under this attempt and token, or this attempt's row records `verified`
+ * (or `succeeded`, written by an older vouch).
  */
 export interface CommitStatements {
   fence: Statement;
   complete: Statement<{ completed: number }>;
   lockJobs: Statement;
-  outcome: Statement<{ job_id: string; attempt: number; lease_token: string; outcome: string | null }>;
+  outcome: Statement<{ job_id: string; attempt: number; lease_token: string }>;
 }
 
 export function commitStatements(n: SchemaNames): CommitStatements {
@@ -41,11 +47,11 @@ export function commitStatements(n: SchemaNames): CommitStatements {
   const complete = new Statement<{ completed: number }>(`
     WITH completed AS (
       UPDATE ${n.jobs}
-         SET state = 'completed', result = $5::json, finished_at = ${CLOCK_NOW}, lease_token = NULL, lease_expires_at = NULL
+         SET state = 'completed', result = $5::json, finished_at = ${CLOCK_NOW}, lease_expires_at = NULL
        WHERE id = $2 AND state = 'running' AND lease_token = $3 AND lease_expires_at > ${CLOCK_NOW}
       RETURNING id AS job_id, $4::int AS attempt, worker_id, $3::text AS lease_token, attempt_started_at AS started_at, $6::text AS outcome, NULL::text AS error
     ),
-    closed AS (${insertEndedAttempts(n, 'completed', CLOCK_NOW)})
+    closed AS (${insertEndedAttempts(n, VERIFIED_ONLY, CLOCK_NOW)})
     SELECT count(*)::int AS completed FROM completed`);
 
   // Waits until no other transaction has the job rows locked, because a commit whose connection
@@ -53,12 +59,17 @@ export function commitStatements(n: SchemaNames): CommitStatements {
   const lockJobs = new Statement(`
     SELECT locked.state FROM unnest($1::bigint[]) AS input(id) CROSS JOIN LATERAL ${lockJobRow(n, 'input', 'FOR SHARE')}`);
 
-  // One row per attempt of the given leases that was written. The leases come as three parallel arrays.
-  // It runs after `lockJobs`, so its snapshot includes the attempt rows that a finishing commit inserted.
-  const outcome = new Statement<{ job_id: string; attempt: number; lease_token: string; outcome: string | null }>(`
-    SELECT a.job_id::text AS job_id, a.attempt, a.lease_token, a.outcome
+  // The leases, as three parallel arrays, whose commit landed: the job row completed under the lease, or
+  // an attempt row of a commit. It runs after `lockJobs`, so its snapshot includes what a finishing commit wrote.
+  const outcome = new Statement<{ job_id: string; attempt: number; lease_token: string }>(`
+    SELECT requested.job_id::text AS job_id, requested.attempt, requested.lease_token
       FROM unnest($1::bigint[], $2::int[], $3::text[]) AS requested(job_id, attempt, lease_token)
-      JOIN ${n.attempts} a ON a.job_id = requested.job_id AND a.attempt = requested.attempt AND a.lease_token = requested.lease_token`);
+     WHERE EXISTS (SELECT 1 FROM ${n.jobs} j
+                    WHERE j.id = requested.job_id AND j.state = 'completed'
+                      AND j.attempt = requested.attempt AND j.lease_token = requested.lease_token)
+        OR EXISTS (SELECT 1 FROM ${n.attempts} a
+                    WHERE a.job_id = requested.job_id AND a.attempt = requested.attempt
+                      AND a.lease_token = requested.lease_token AND a.outcome IN ('succeeded', 'verified'))`);
 
   return { fence, complete, lockJobs, outcome };
 }
@@ -156,11 +167,7 @@ export async function findOutCommits(
             leases.map((lease) => lease.token),
           ]);
           await client.query('COMMIT');
-          const landed = new Set(
-            rows
-              .filter((row) => row.outcome === 'succeeded' || row.outcome === 'verified')
-              .map((row) => `${row.job_id}/${row.attempt}/${row.lease_token}`),
-          );
+          const landed = new Set(rows.map((row) => `${row.job_id}/${row.attempt}/${row.lease_token}`));
           return leases.map((lease) => landed.has(`${lease.jobId}/${lease.attempt}/${lease.token}`));
         } catch (error) {
           await rollbackQuietly(client);

@@ -22,15 +22,20 @@ export interface InspectStatements {
 export function inspectStatements(n: SchemaNames): InspectStatements {
   return {
     job: new Statement(`SELECT ${jobColumns('j')} FROM ${n.jobs} j WHERE j.id = $1`),
-    // The attempt that runs now has no row until it ends (attempt-row.ts), so the job row describes it.
+    // Two attempts have no row, and the job row describes them: the one that runs now (its row is written
+    // when it ends, attempt-row.ts) and the one that completed the job without a verify (commit.ts).
+    // A job completed by an older vouch kept no token, and has a row for every attempt.
     attempts: new Statement(`
       SELECT ${attemptColumns('a')}
         FROM (SELECT job_id, attempt, worker_id, lease_token, started_at, ended_at, outcome, error
                 FROM ${n.attempts} WHERE job_id = $1
               UNION ALL
-              SELECT j.id, j.attempt, j.worker_id, j.lease_token, j.attempt_started_at, NULL, NULL, NULL
+              SELECT j.id, j.attempt, j.worker_id, j.lease_token, coalesce(j.attempt_started_at, j.finished_at),
+                     CASE j.state WHEN 'completed' THEN j.finished_at END,
+                     CASE j.state WHEN 'completed' THEN 'succeeded' END, NULL
                 FROM ${n.jobs} j
-               WHERE j.id = $1 AND j.state = 'running' AND j.attempt_started_at IS NOT NULL
+               WHERE j.id = $1 AND j.lease_token IS NOT NULL
+                 AND (j.state = 'completed' OR (j.state = 'running' AND j.attempt_started_at IS NOT NULL))
                  AND NOT EXISTS (SELECT 1 FROM ${n.attempts} o WHERE o.job_id = j.id AND o.attempt = j.attempt)) AS a
        ORDER BY a.attempt`),
     effects: new Statement(`SELECT ${effectColumns('e')} FROM ${n.effects} e WHERE e.job_id = $1 ORDER BY e.intent_at, e.name`),

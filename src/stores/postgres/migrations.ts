@@ -97,6 +97,18 @@ export const MIGRATIONS: readonly Migration[] = [
        WHERE j.state = 'running' AND a.job_id = j.id AND a.attempt = j.attempt;
     `,
   },
+  {
+    version: 3,
+    description: 'completed jobs keep the token of the attempt that completed them',
+    // The tables do not change, but what the rows mean does: an older vouch would show the completing
+    // attempt of a newer job as missing. The new version number makes it refuse this schema instead.
+    sql: (n) => `
+      COMMENT ON COLUMN ${n.jobs}.lease_token IS
+        'Token of the running attempt''s lease. A completed job keeps it: with attempt, worker_id, attempt_started_at and finished_at, the job row is the record of the attempt that completed it.';
+      COMMENT ON TABLE ${n.attempts} IS
+        'One row per ended attempt, except the attempt that completed its job without a verify, which the job row records.';
+    `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.at(-1)?.version ?? 0;

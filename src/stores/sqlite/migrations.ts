@@ -88,6 +88,16 @@ export const MIGRATIONS: readonly { version: number; description: string; sql: s
        WHERE state = 'running';
     `,
   },
+  {
+    version: 4,
+    description: 'completed jobs keep the token of the attempt that completed them',
+    sql: `
+      -- The tables do not change, but what the rows mean does: a completed job keeps lease_token, and with
+      -- attempt, worker_id, attempt_started_at and finished_at it is the record of the attempt that completed
+      -- it, which has a vouch_attempts row only when verified. An older vouch would show that attempt as
+      -- missing, and the new version number makes it refuse this store instead.
+    `,
+  },
 ];
 
 /**

@@ -60,7 +60,10 @@ export function formatAudit(report: AuditReport): string {
     );
   }
   lines.push(`recovered: ${recovered.length}`);
-  for (const row of recovered) lines.push(`  job ${row.jobId} ${row.name} attempt ${row.attempt} abandoned by ${row.workerId}`);
+  for (const row of recovered) {
+    const ending = row.outcome === 'lease_lost' ? 'lost its lease' : 'abandoned';
+    lines.push(`  job ${row.jobId} ${row.name} attempt ${row.attempt} ${ending}, worker ${row.workerId}`);
+  }
   lines.push(`dead:      ${dead.length}`);
   for (const row of dead)
     lines.push(`  job ${row.jobId} ${row.name} after ${row.attempt} attempts: ${row.lastError ?? '(no error recorded)'}`);

@@ -239,6 +239,7 @@ export interface AuditQuery {
 export interface AuditFindings {
   overdue: { jobId: string; name: string; queue: string; state: JobState; dueSinceMs: number }[];
   inDoubt: { jobId: string; name: string; effect: string; idempotencyKey: string; jobState: JobState; sinceMs: number }[];
-  recovered: { jobId: string; name: string; attempt: number; workerId: string; endedAt: number }[];
+  /** Attempts recovered by the sweep (`abandoned`) or ended by their worker finding the lease lost (`lease_lost`). */
+  recovered: { jobId: string; name: string; attempt: number; workerId: string; outcome: 'abandoned' | 'lease_lost'; endedAt: number }[];
   dead: { jobId: string; name: string; attempt: number; lastError: string | null; finishedAt: number }[];
 }

@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import { expect, it } from 'vitest';
 import { z } from 'zod';
-import { runAudit } from '../../src/audit/audit.js';
+import { formatAudit, runAudit } from '../../src/audit/audit.js';
 import { idempotencyKeyFor } from '../../src/core/job-context.js';
 import { defineJob } from '../../src/core/job-definition.js';
 import type { JobState } from '../../src/core/states.js';
+import { runCli } from '../support/cli.js';
 import { describeEachStore } from '../support/contract.js';
 import { COMPLETION, enqueueOne, leaseOne } from '../support/jobs.js';
 import { capturingLogger, LEVEL, type LogLine } from '../support/logs.js';
@@ -109,7 +109,7 @@ describeEachStore('events and logs', (env) => {
 });
 
 describeEachStore('audit', (env) => {
-  /** One job of each kind the audit lists: overdue, in doubt, recovered and dead, beside a completed one. */
+  /** One job of each kind the audit lists: overdue, in doubt, recovered (swept and lost) and dead, beside a completed one. */
   async function seedFindings() {
     const completed = await enqueueOne(env.store);
     await env.store.commit((await leaseOne(env.store)).lease, COMPLETION);
@@ -118,11 +118,13 @@ describeEachStore('audit', (env) => {
     const inDoubt = await enqueueOne(env.store, { name: 'in-doubt-job', leaseMs: LEASE_MS });
     const dying = await leaseOne(env.store, { workerId: 'dead-worker' });
     await env.store.recordEffectIntent(dying.lease, { name: 'charge', idempotencyKey: 'in-doubt-job:charge' });
+    const lost = await enqueueOne(env.store, { name: 'lost-job', leaseMs: LEASE_MS });
+    await env.store.abandonLease((await leaseOne(env.store, { workerId: 'stalled-worker' })).lease, 'heartbeat refused');
     const overdue = await enqueueOne(env.store, { name: 'overdue-job' });
 
     env.clock.advance(2 * 60_000);
     await env.store.sweep();
-    return { completed, dead, inDoubt, overdue };
+    return { completed, dead, inDoubt, lost, overdue };
   }
 
   it('passes on a store where everything completed', async () => {
@@ -141,7 +143,11 @@ describeEachStore('audit', (env) => {
     expect(report.findings.inDoubt).toEqual([
       expect.objectContaining({ jobId: ids.inDoubt, name: 'in-doubt-job', effect: 'charge', idempotencyKey: 'in-doubt-job:charge' }),
     ]);
-    expect(report.findings.recovered).toEqual([expect.objectContaining({ jobId: ids.inDoubt, attempt: 1, workerId: 'dead-worker' })]);
+    // Newest first: the sweep recovered the in-doubt job after the stalled worker reported its lease lost.
+    expect(report.findings.recovered).toEqual([
+      expect.objectContaining({ jobId: ids.inDoubt, attempt: 1, workerId: 'dead-worker', outcome: 'abandoned' }),
+      expect.objectContaining({ jobId: ids.lost, attempt: 1, workerId: 'stalled-worker', outcome: 'lease_lost' }),
+    ]);
     expect(report.findings.dead).toEqual([
       expect.objectContaining({ jobId: ids.dead, name: 'dead-job', attempt: 1, lastError: 'PermanentError: rejected' }),
     ]);
@@ -149,7 +155,10 @@ describeEachStore('audit', (env) => {
     expect(everything).not.toContain(ids.completed);
 
     expect(report.passed).toBe(false);
-    expect(report.breaches).toEqual([expect.stringMatching(/^overdue: \d+ > 0$/), 'inDoubt: 1 > 0', 'dead: 1 > 0', 'recovered: 1 > 0']);
+    expect(report.breaches).toEqual([expect.stringMatching(/^overdue: \d+ > 0$/), 'inDoubt: 1 > 0', 'dead: 1 > 0', 'recovered: 2 > 0']);
+    const text = formatAudit(report);
+    expect(text).toContain(`job ${ids.inDoubt} in-doubt-job attempt 1 abandoned, worker dead-worker`);
+    expect(text).toContain(`job ${ids.lost} lost-job attempt 1 lost its lease, worker stalled-worker`);
 
     const tolerant = await runAudit(env.store, { maxOverdue: 10, maxInDoubt: 1, maxDead: 1 });
     expect(tolerant).toMatchObject({ breaches: [], passed: true });
@@ -180,19 +189,3 @@ describeEachStore('audit', (env) => {
     expect(JSON.parse(json.stdout)).toMatchObject({ passed: true, findings: { dead: [expect.objectContaining({ jobId: deadJob })] } });
   });
 });
-
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('npx', ['tsx', 'src/cli/main.ts', ...args], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, output: stdout + stderr }));
-  });
-}

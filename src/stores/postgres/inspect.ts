@@ -15,7 +15,14 @@ export interface InspectStatements {
   cancel: Statement;
   overdue: Statement<{ id: string; name: string; queue: string; state: JobState; due_since_ms: number }>;
   inDoubt: Statement<{ job_id: string; name: string; effect: string; idempotency_key: string; state: JobState; since_ms: number }>;
-  recovered: Statement<{ job_id: string; name: string; attempt: number; worker_id: string; ended_at: number }>;
+  recovered: Statement<{
+    job_id: string;
+    name: string;
+    attempt: number;
+    worker_id: string;
+    outcome: 'abandoned' | 'lease_lost';
+    ended_at: number;
+  }>;
   dead: Statement<{ id: string; name: string; attempt: number; last_error: string | null; finished_at: number }>;
 }
 
@@ -63,7 +70,7 @@ export function inspectStatements(n: SchemaNames): InspectStatements {
        ORDER BY e.intent_at
        LIMIT $3`),
     recovered: new Statement(`
-      SELECT a.job_id::text AS job_id, j.name, a.attempt, a.worker_id, ${ms('a.ended_at')} AS ended_at
+      SELECT a.job_id::text AS job_id, j.name, a.attempt, a.worker_id, a.outcome, ${ms('a.ended_at')} AS ended_at
         FROM ${n.attempts} a
         JOIN ${n.jobs} j ON j.id = a.job_id
        WHERE a.outcome IN ('abandoned', 'lease_lost') AND a.ended_at > ${NOW} - ${interval('$2::bigint')}
@@ -106,6 +113,7 @@ export async function auditFindings(db: Queryable, s: InspectStatements, now: nu
       name: row.name,
       attempt: row.attempt,
       workerId: row.worker_id,
+      outcome: row.outcome,
       endedAt: row.ended_at,
     })),
     dead: dead.rows.map((row) => ({

@@ -501,11 +501,18 @@ export class SqliteStore implements Store<SqliteTransaction> {
       intent_at: number;
     }[];
     const recovered = this.statement(
-      `SELECT a.job_id, j.name, a.attempt, a.worker_id, a.ended_at FROM vouch_attempts a
+      `SELECT a.job_id, j.name, a.attempt, a.worker_id, a.outcome, a.ended_at FROM vouch_attempts a
          JOIN vouch_jobs j ON j.id = a.job_id
         WHERE a.outcome IN ('abandoned', 'lease_lost') AND a.ended_at > ?
         ORDER BY a.ended_at DESC LIMIT ?`,
-    ).all(now - query.windowMs, query.limit) as { job_id: number; name: string; attempt: number; worker_id: string; ended_at: number }[];
+    ).all(now - query.windowMs, query.limit) as {
+      job_id: number;
+      name: string;
+      attempt: number;
+      worker_id: string;
+      outcome: 'abandoned' | 'lease_lost';
+      ended_at: number;
+    }[];
     const dead = this.statement(
       `SELECT id, name, attempt, last_error, finished_at FROM vouch_jobs
         WHERE state = 'failed' AND finished_at > ? ORDER BY finished_at DESC LIMIT ?`,
@@ -538,6 +545,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
         name: row.name,
         attempt: row.attempt,
         workerId: row.worker_id,
+        outcome: row.outcome,
         endedAt: row.ended_at,
       })),
       dead: dead.map((row) => ({

@@ -16,6 +16,25 @@ function count(value: string): number {
   return parsed;
 }
 
+/** Connection errors that mean the database server could not be reached at all. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/** Rewrites a failure of `work` to reach the database into an error that names the server and what to check. */
+async function explainUnreachable<T>(location: string, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code !== 'string' || !UNREACHABLE.has(code) || !URL.canParse(location)) throw error;
+    const url = new URL(location);
+    const where = `${url.hostname || 'localhost'}:${url.port || '5432'}`;
+    throw new Error(
+      `could not reach PostgreSQL at ${where} (${code}): check that the server is running there and that --store names its host, port and database.`,
+      { cause: error },
+    );
+  }
+}
+
 const program = new Command('vouch').description('Inspect and maintain a vouch job store.');
 
 program
@@ -33,15 +52,18 @@ program
   .action(async (options) => {
     const store = await openStore(options.store, { migrate: false });
     try {
-      const report = await runAudit(store, {
-        overdueAfterMs: options.overdueAfter,
-        inDoubtAfterMs: options.inDoubtAfter,
-        windowMs: options.window,
-        maxOverdue: options.maxOverdue,
-        maxInDoubt: options.maxInDoubt,
-        maxDead: options.maxDead,
-        maxRecovered: options.maxRecovered,
-      });
+      const report = await explainUnreachable(
+        options.store,
+        runAudit(store, {
+          overdueAfterMs: options.overdueAfter,
+          inDoubtAfterMs: options.inDoubtAfter,
+          windowMs: options.window,
+          maxOverdue: options.maxOverdue,
+          maxInDoubt: options.maxInDoubt,
+          maxDead: options.maxDead,
+          maxRecovered: options.maxRecovered,
+        }),
+      );
       console.log(options.json ? JSON.stringify(report, null, 2) : formatAudit(report));
       process.exitCode = report.passed ? 0 : 1;
     } finally {
@@ -56,7 +78,7 @@ program
   .action(async (options) => {
     const store = await openStore(options.store, { migrate: false });
     try {
-      await store.migrate();
+      await explainUnreachable(options.store, store.migrate());
       console.log('the vouch schema is created or upgraded to the newest version');
     } finally {
       await store.close();

@@ -22,9 +22,20 @@ export async function openStore(location: string, options: OpenStoreOptions = {}
   if (/^postgres(ql)?:\/\//i.test(location)) {
     const url = new URL(location);
     const schema = url.searchParams.get('schema');
+    if (schema !== null && schema.trim() === '') {
+      throw new ConfigurationError(
+        `store URL ${JSON.stringify(location)} has an empty schema parameter; name the schema (?schema=jobs) or leave the parameter out to use "vouch".`,
+      );
+    }
     url.searchParams.delete('schema');
     const { PostgresStore } = await import('./postgres/postgres-store.js');
     return new PostgresStore({ connectionString: url.toString(), migrate: options.migrate !== false, ...(schema ? { schema } : {}) });
+  }
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(location)?.[1];
+  if (scheme) {
+    throw new ConfigurationError(
+      `store location ${JSON.stringify(location)} is a ${scheme}:// URL; only postgres:// and postgresql:// URLs are supported, and a SQLite store is named by its file path.`,
+    );
   }
   const { SqliteStore } = await import('./sqlite/sqlite-store.js');
   return new SqliteStore({ path: location, migrate: options.migrate !== false, ...(options.clock ? { clock: options.clock } : {}) });

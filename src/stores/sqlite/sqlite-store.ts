@@ -1,4 +1,4 @@
-import { closeSync, constants, existsSync, type FSWatcher, openSync, watch, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, type FSWatcher, openSync, statSync, watch, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { type Clock, systemClock } from '../../core/clock.js';
@@ -159,7 +159,9 @@ export class SqliteStore implements Store<SqliteTransaction> {
     } catch (error) {
       const message = (error as Error).message;
       let fix = '';
-      if (!existsSync(options.path) && !existsSync(dirname(resolve(options.path)))) {
+      if (existsSync(options.path) && statSync(options.path).isDirectory()) {
+        fix = ` It is a folder: name a database file in it, for example ${JSON.stringify(`${options.path.replace(/\/+$/, '')}/vouch.db`)}.`;
+      } else if (!existsSync(options.path) && !existsSync(dirname(resolve(options.path)))) {
         fix = ' Check that its folder exists.';
       } else if (!existsSync(options.path) && !migrateOnOpen) {
         fix = ' Check the path, or run `vouch migrate --store PATH` to create a new store.';

@@ -190,7 +190,7 @@ describe.skipIf(!postgresAvailable())('postgres: leasing', () => {
       const recover = await explain(sweep.recover.text, [null, 'channel']);
       expect(recover.plan).toContain('"Index Name":"jobs_running"');
       expect(recover.plan).not.toContain('Seq Scan');
-      const promote = await explain(sweep.promote.text, [null]);
+      const promote = await explain(sweep.promote.text, [null, 'channel']);
       expect(promote.plan).toContain('"Index Name":"jobs_waiting"');
       expect(promote.plan).not.toContain('Seq Scan');
 

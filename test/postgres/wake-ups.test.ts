@@ -87,6 +87,22 @@ describe.skipIf(!postgresAvailable())('postgres: wake-ups', () => {
     }
   });
 
+  it('wakes the queue of jobs the sweep makes available', async () => {
+    // A lease that runs while the sweep moves a due job to available skips the locked row and finds
+    // nothing, so only this wake makes an idle worker lease it before its next poll.
+    await producer.enqueue([newJob({ queue: 'soon', runAt: Date.now() + 100 })]);
+    const { woken, stop } = await listen();
+    try {
+      await sleep(200);
+      expect(woken).not.toContain('soon');
+      await producer.sweep();
+      await waitFor('the wake-up', () => woken.includes('soon'));
+      expect((await producer.countByState()).available).toBe(1);
+    } finally {
+      stop();
+    }
+  });
+
   it('reconnects a terminated listening connection', async () => {
     const { woken, stop } = await listen();
     try {

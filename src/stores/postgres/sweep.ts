@@ -60,23 +60,28 @@ export function sweepStatements(n: SchemaNames): SweepStatements {
      CROSS JOIN (SELECT count(*) FROM woken) AS notified`);
 
   // A due waiting job is leased straight from jobs_waiting too; moving it to `available` puts it
-  // into the lease order by priority, and keeps the waiting range the lease scans short.
+  // into the lease order by priority, and keeps the waiting range the lease scans short. The queues
+  // are woken, because a lease that ran meanwhile skipped the locked row and may have found nothing.
   const promote = new Statement(`
-    UPDATE ${n.jobs} j
-       SET state = 'available'
-      FROM (SELECT id FROM ${n.jobs}
-             WHERE state IN ('scheduled', 'retryable') AND run_at <= ${NOW}
-             ORDER BY run_at
-             LIMIT ${SWEEP_BATCH}
-               FOR UPDATE SKIP LOCKED) AS due
-     WHERE j.id = due.id`);
+    WITH promoted AS (
+      UPDATE ${n.jobs} j
+         SET state = 'available'
+        FROM (SELECT id FROM ${n.jobs}
+               WHERE state IN ('scheduled', 'retryable') AND run_at <= ${NOW}
+               ORDER BY run_at
+               LIMIT ${SWEEP_BATCH}
+                 FOR UPDATE SKIP LOCKED) AS due
+       WHERE j.id = due.id
+      RETURNING j.queue
+    )
+    SELECT pg_notify($2, q.queue) FROM (SELECT DISTINCT queue FROM promoted) q`);
 
   return { recover, promote };
 }
 
 export async function sweepExpired(db: Queryable, s: SweepStatements, n: SchemaNames, now: number | null): Promise<RecoveredJob[]> {
   const { rows } = await s.recover.run(db, [now, n.channel]);
-  await s.promote.run(db, [now]);
+  await s.promote.run(db, [now, n.channel]);
   return rows.map((row) => ({
     jobId: row.job_id,
     name: row.name,

@@ -29,6 +29,8 @@ export interface AttemptDependencies {
   events: VouchEventEmitter;
   logger: Logger;
   clock: Clock;
+  /** Called when an attempt scheduled its job's retry, with the job's queue and the time the retry is due. */
+  retryScheduled?: (queue: string, retryAt: number) => void;
 }
 
 /** The end of an attempt, as the worker reports it. */
@@ -215,6 +217,7 @@ async function settleError(
     return 'lease_lost';
   }
   logger.warn({ error: errorForLog(reason), retryAt, maxAttempts }, 'attempt errored; job will retry');
+  deps.retryScheduled?.(job.queue, retryAt);
   deps.events.emit('job:retry', { ...ref, error: description, retryAt });
   return 'retry';
 }

@@ -24,6 +24,13 @@ export interface Store<Tx = unknown> {
   /** Claims up to `limit` due jobs of one queue in one statement or transaction. */
   lease(request: LeaseRequest): Promise<LeasedJob[]>;
 
+  /**
+   * Milliseconds until the earliest scheduled or retryable job of `queue`
+   * becomes due, by the store's clock (0 or less when one is due already),
+   * or null when no such job waits.
+   */
+  nextDueInMs(queue: string): Promise<number | null>;
+
   /** Renews leases in one statement. Returns the ids of the jobs whose lease is still held. */
   heartbeat(leases: readonly Lease[]): Promise<Set<string>>;
 

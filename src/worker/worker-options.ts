@@ -32,7 +32,10 @@ export interface WorkerOptions {
   prefetch?: number | 'auto';
   /** Names this worker in leases, attempts and logs. @defaultValue host:pid:random */
   workerId?: string;
-  /** Maximum time an idle queue waits before looking for due jobs, in milliseconds. @defaultValue 1000 */
+  /**
+   * Maximum time an idle queue waits before looking for due jobs, in milliseconds. A scheduled job or
+   * retry that comes due sooner wakes the queue at its due time. @defaultValue 1000
+   */
   pollIntervalMs?: number;
   /** How often expired leases are recovered, in milliseconds. @defaultValue 2000 */
   sweepIntervalMs?: number;

@@ -59,6 +59,14 @@ interface QueueState {
   drained: boolean;
   /** Wakes from the store so far. A lease that saw none arrive while it ran may mark the queue drained. */
   wakes: number;
+  /** Reads when the queue's next waiting job comes due, once the queue stayed empty a moment (scheduleDueWake). */
+  dueCheckTimer: NodeJS.Timeout | undefined;
+  /** True while that read runs. */
+  dueCheck: boolean;
+  /** Wakes the queue when its next waiting job comes due, if that is sooner than the poll (wakeWhenDue). */
+  dueTimer: NodeJS.Timeout | undefined;
+  /** When dueTimer fires, by performance.now(). */
+  dueTimerAt: number;
 }
 
 /**
@@ -142,6 +150,10 @@ export class Worker extends VouchEventEmitter {
         settling: 0,
         drained: false,
         wakes: 0,
+        dueCheckTimer: undefined,
+        dueCheck: false,
+        dueTimer: undefined,
+        dueTimerAt: 0,
       });
     }
 
@@ -150,7 +162,17 @@ export class Worker extends VouchEventEmitter {
     this.sweepIntervalMs = positive('sweepIntervalMs', options.sweepIntervalMs ?? 2000);
     this.heartbeatIntervalMs = positive('heartbeatIntervalMs', options.heartbeatIntervalMs ?? Math.floor(shortestLeaseMs / 3));
     this.shutdownGraceMs = positive('shutdownGraceMs', options.shutdownGraceMs ?? 10_000, 0);
-    this.attemptDependencies = { store: this.store, definitions: this.definitions, events: this, logger: this.logger, clock: this.clock };
+    this.attemptDependencies = {
+      store: this.store,
+      definitions: this.definitions,
+      events: this,
+      logger: this.logger,
+      clock: this.clock,
+      retryScheduled: (name, retryAt) => {
+        const queue = this.queues.get(name);
+        if (queue) this.wakeWhenDue(queue, retryAt - this.clock());
+      },
+    };
   }
 
   /** Number of leases this worker holds: attempts waiting for a slot, performing, or settling. */
@@ -203,6 +225,10 @@ export class Worker extends VouchEventEmitter {
     }
 
     for (const timer of this.timers) clearInterval(timer);
+    for (const queue of this.queues.values()) {
+      clearTimeout(queue.dueCheckTimer);
+      clearTimeout(queue.dueTimer);
+    }
     this.unsubscribe?.();
     this.state = 'stopped';
     this.logger.info('worker stopped');
@@ -260,6 +286,7 @@ export class Worker extends VouchEventEmitter {
         queue.drained = queue.wakes === wakesAtSend;
         // The backlog that sized the prefetch is gone. The next one may hold long jobs, so it starts from the floor.
         resetPrefetch(queue);
+        this.scheduleDueWake(queue);
       } else if (queue.sizer && previousFull) {
         // Two full leases in a row: the queue had a backlog all the while this one was away, so free slots
         // with nothing ready mean the prefetch was too shallow, not that the queue was empty.
@@ -288,6 +315,59 @@ export class Worker extends VouchEventEmitter {
       // Failpoint: the leases are written and no attempt has started.
       await failpoint('after-lease');
     }
+  }
+
+  /**
+   * Reads from the store, once the queue has found nothing to lease for
+   * DUE_CHECK_DELAY_MS, when its earliest scheduled or retrying job comes
+   * due, and wakes the queue then (wakeWhenDue). A queue that keeps getting
+   * jobs leases again within that time, so it never reads. The read runs
+   * beside the loop's wait, so a wake from the store is not held up by it.
+   */
+  private scheduleDueWake(queue: QueueState): void {
+    clearTimeout(queue.dueCheckTimer);
+    queue.dueCheckTimer = setTimeout(() => {
+      queue.dueCheckTimer = undefined;
+      this.readNextDue(queue);
+    }, DUE_CHECK_DELAY_MS);
+  }
+
+  private readNextDue(queue: QueueState): void {
+    if (queue.dueCheck || this.state !== 'running') return;
+    queue.dueCheck = true;
+    this.store.nextDueInMs(queue.name).then(
+      (inMs) => {
+        queue.dueCheck = false;
+        if (inMs !== null) this.wakeWhenDue(queue, inMs);
+      },
+      (error: unknown) => {
+        queue.dueCheck = false;
+        // Only the timing suffers: the poll leases the job when it is due.
+        this.logger.warn({ error: errorForLog(toError(error)), queue: queue.name }, 'could not read when the next waiting job is due');
+      },
+    );
+  }
+
+  /**
+   * Wakes the queue in `inMs`, if that is sooner than the next poll and than
+   * a wake already set. No store announces the moment a scheduled job or a
+   * retry comes due, so without this a retry with a 50 ms backoff would wait
+   * for the poll interval.
+   */
+  private wakeWhenDue(queue: QueueState, inMs: number): void {
+    if (inMs >= this.pollIntervalMs || this.state !== 'running') return;
+    // A job already due that the last lease missed (another worker had it locked) is tried again
+    // after a short pause, not in a tight loop.
+    const delayMs = Math.max(MIN_DUE_WAKE_MS, Math.ceil(inMs));
+    const at = performance.now() + delayMs;
+    if (queue.dueTimer && queue.dueTimerAt <= at) return;
+    clearTimeout(queue.dueTimer);
+    queue.dueTimerAt = at;
+    queue.dueTimer = setTimeout(() => {
+      queue.dueTimer = undefined;
+      queue.drained = false;
+      queue.signal.notify();
+    }, delayMs);
   }
 
   /**
@@ -499,6 +579,12 @@ function roomOf(queue: QueueState): number {
 
 const STOPPED = 'the worker stopped before the attempt started';
 const WAITED = 'the prefetched job waited a heartbeat interval for a slot; given back for other workers';
+
+/** How long a queue finds nothing to lease before the worker reads when its next waiting job comes due. */
+const DUE_CHECK_DELAY_MS = 50;
+
+/** The shortest wait before a lease for a job that came due (wakeWhenDue). */
+const MIN_DUE_WAKE_MS = 5;
 
 /** The deepest prefetch "auto" grows to, unless the concurrency is higher still. */
 const AUTO_PREFETCH_CEILING = 500;

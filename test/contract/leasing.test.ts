@@ -98,6 +98,25 @@ describeEachStore('leasing and fencing', (env) => {
     expect(await env.store.getJob(jobId)).toMatchObject({ state: 'completed', attempt: 2, result: { ok: true } });
   });
 
+  it('tells when the next waiting job comes due', async () => {
+    expect(await env.store.nextDueInMs('default')).toBeNull();
+    // Available and running jobs wait for nothing, and other queues do not count.
+    await enqueueOne(env.store);
+    await enqueueOne(env.store, { queue: 'other', runAt: env.clock.now() + 100 });
+    await leaseOne(env.store);
+    expect(await env.store.nextDueInMs('default')).toBeNull();
+
+    await enqueueOne(env.store, { runAt: env.clock.now() + 5000 });
+    const retried = await enqueueOne(env.store);
+    await env.store.fail((await leaseOne(env.store)).lease, { error: 'later', retryAt: env.clock.now() + 2000 });
+    expect(await env.store.getJob(retried)).toMatchObject({ state: 'retryable' });
+    expect(await env.store.nextDueInMs('default')).toBe(2000);
+    expect(await env.store.nextDueInMs('other')).toBe(100);
+
+    env.clock.advance(2500);
+    expect(await env.store.nextDueInMs('default')).toBe(-500);
+  });
+
   it('keeps a completed attempt through a late abandon', async () => {
     for (const outcome of ['succeeded', 'verified'] as const) {
       const jobId = await enqueueOne(env.store, { leaseMs: LEASE_MS });

@@ -1,6 +1,8 @@
 import { expect, it } from 'vitest';
 import { z } from 'zod';
+import { Client } from '../../src/core/client.js';
 import { defineJob } from '../../src/core/job-definition.js';
+import { TestClock } from '../support/clock.js';
 import { describeEachStore } from '../support/contract.js';
 import { withLeaseHook } from '../support/store-hooks.js';
 import { waitFor } from '../support/wait.js';
@@ -54,5 +56,57 @@ describeEachStore('worker wake-ups', (env) => {
     }
     await waitFor('jobs 2 and 3 to start', () => started.length === 3);
     expect(started.sort()).toEqual([1, 2, 3]);
+  });
+
+  it('starts a retry when its backoff ends', async () => {
+    // The wake is a real timer, so the store runs on the system clock. The poll interval is far
+    // beyond the test's wait: only the wake at the retry's due time can start it in time.
+    const clock = new TestClock({ follow: true });
+    const { store } = await env.harness.open({ clock: clock.now });
+    const startedAt: number[] = [];
+    const job = defineJob({
+      name: 'flaky',
+      payload: z.object({}),
+      retry: { maxAttempts: 2, baseMs: 300, jitter: 0 },
+      async perform() {
+        startedAt.push(Date.now());
+        if (startedAt.length === 1) throw new Error('the first attempt fails');
+        return null;
+      },
+    });
+
+    await new Client({ store, clock: clock.now }).enqueue(job, {});
+    await env.startWorker({ store, clock: clock.now, jobs: [job], pollIntervalMs: 600_000 });
+    await waitFor('the retry to start', () => startedAt.length === 2);
+    const waitedMs = (startedAt[1] as number) - (startedAt[0] as number);
+    expect(waitedMs).toBeGreaterThanOrEqual(300);
+    expect(waitedMs).toBeLessThan(1500);
+  });
+
+  it('starts a job enqueued for later when it comes due', async () => {
+    const clock = new TestClock({ follow: true });
+    const { store, location } = await env.harness.open({ clock: clock.now });
+    const startedAt: number[] = [];
+    const job = defineJob({
+      name: 'later',
+      payload: z.object({}),
+      async perform() {
+        startedAt.push(Date.now());
+        return null;
+      },
+    });
+
+    await env.startWorker({ store, clock: clock.now, jobs: [job], pollIntervalMs: 600_000 });
+    // By then the worker found the queue empty and has read that nothing waits in it, so only the
+    // wake that the enqueue sends can tell it about the job.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Another connection enqueues it, as another process would, while the worker waits on an empty queue.
+    const producer = (await env.harness.open({ clock: clock.now, shareWith: location })).store;
+    const enqueuedAt = Date.now();
+    await new Client({ store: producer, clock: clock.now }).enqueue(job, {}, { delayMs: 400 });
+    await waitFor('the job to start', () => startedAt.length === 1);
+    const waitedMs = (startedAt[0] as number) - enqueuedAt;
+    expect(waitedMs).toBeGreaterThanOrEqual(400);
+    expect(waitedMs).toBeLessThan(1500);
   });
 });

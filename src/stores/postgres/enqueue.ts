@@ -60,9 +60,10 @@ export function enqueueStatements(n: SchemaNames): EnqueueStatements {
     ),
     -- One notification per queue per statement, whatever the batch size; PostgreSQL also folds
     -- identical notifications of one transaction into one, so a loop of enqueues inside an
-    -- application's transaction wakes each queue once, at its commit.
+    -- application's transaction wakes each queue once, at its commit. Scheduled jobs wake it too:
+    -- a worker then reads when the next one is due and wakes itself at that moment.
     woken AS (
-      SELECT pg_notify($12, q.queue) FROM (SELECT DISTINCT queue FROM inserted WHERE state = 'available') q
+      SELECT pg_notify($12, q.queue) FROM (SELECT DISTINCT queue FROM inserted) q
     ),
     outcome AS (
       SELECT i.ord, coalesce(mine.id, h.id, leader.id) AS id, mine.id IS NULL AS duplicate

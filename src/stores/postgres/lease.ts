@@ -10,7 +10,7 @@ import {
   toEffectRecord,
   toJobRecord,
 } from './rows.js';
-import { compareJobIds, interval, jobFenceHolds, lockJobRow, NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
+import { compareJobIds, interval, jobFenceHolds, lockJobRow, ms, NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
 
 /**
  * Leasing and heartbeats.
@@ -23,6 +23,7 @@ import { compareJobIds, interval, jobFenceHolds, lockJobRow, NOW, type Queryable
  */
 export interface LeaseStatements {
   claim: Statement<JobRow>;
+  nextDue: Statement<{ due_in_ms: number | null }>;
   previousAttempts: Statement<AttemptRow>;
   effects: Statement<EffectRow>;
   heartbeat: Statement<{ id: string }>;
@@ -98,7 +99,18 @@ export function leaseStatements(n: SchemaNames): LeaseStatements {
      WHERE j.id = held.id AND j.lease_token = held.token AND j.lease_expires_at > ${NOW}
     RETURNING j.id::text AS id`);
 
-  return { claim, previousAttempts, effects, heartbeat };
+  // The earliest waiting job of the queue, read off the front of jobs_waiting, by the database clock.
+  const nextDue = new Statement<{ due_in_ms: number | null }>(`
+    SELECT ${ms(`min(run_at)`)} - ${ms(NOW)} AS due_in_ms
+      FROM ${n.jobs}
+     WHERE state IN ('scheduled', 'retryable') AND queue = $2`);
+
+  return { claim, nextDue, previousAttempts, effects, heartbeat };
+}
+
+export async function nextDueInMs(db: Queryable, statements: LeaseStatements, now: number | null, queue: string): Promise<number | null> {
+  const { rows } = await statements.nextDue.run(db, [now, queue]);
+  return rows[0]?.due_in_ms ?? null;
 }
 
 export async function leaseJobs(

@@ -47,7 +47,7 @@ import {
 import { type EnqueueStatements, enqueueStatements, insertJobs, needsKeyLocks } from './enqueue.js';
 import { GroupWriter } from './group-writer.js';
 import { auditFindings, type InspectStatements, inspectStatements } from './inspect.js';
-import { type LeaseStatements, leaseJobs, leaseStatements, renewLeases } from './lease.js';
+import { type LeaseStatements, leaseJobs, leaseStatements, nextDueInMs, renewLeases } from './lease.js';
 import { migrate } from './migrations.js';
 import { Notifier } from './notifier.js';
 import { type PruneOptions, pruneJobs, pruneStatement } from './prune.js';
@@ -284,6 +284,10 @@ export class PostgresStore implements Store<PostgresTransaction> {
 
   async lease(request: LeaseRequest): Promise<LeasedJob[]> {
     return this.run(() => leaseJobs(this.pool, this.sql.lease, this.now(), request));
+  }
+
+  async nextDueInMs(queue: string): Promise<number | null> {
+    return this.run(() => nextDueInMs(this.pool, this.sql.lease, this.now(), queue));
   }
 
   async heartbeat(leases: readonly Lease[]): Promise<Set<string>> {

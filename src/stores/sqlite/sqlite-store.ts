@@ -262,6 +262,13 @@ export class SqliteStore implements Store<SqliteTransaction> {
     });
   }
 
+  async nextDueInMs(queue: string): Promise<number | null> {
+    const row = this.statement(`SELECT min(run_at) AS run_at FROM vouch_jobs WHERE state IN ('scheduled', 'retryable') AND queue = ?`).get(
+      queue,
+    ) as { run_at: number | null };
+    return row.run_at === null ? null : row.run_at - this.clock();
+  }
+
   async heartbeat(leases: readonly Lease[]): Promise<Set<string>> {
     if (leases.length === 0) return new Set();
     const now = this.clock();

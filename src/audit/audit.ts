@@ -66,7 +66,9 @@ export function formatAudit(report: AuditReport): string {
   }
   lines.push(`dead:      ${dead.length}`);
   for (const row of dead)
-    lines.push(`  job ${row.jobId} ${row.name} after ${row.attempt} attempts: ${row.lastError ?? '(no error recorded)'}`);
+    lines.push(
+      `  job ${row.jobId} ${row.name} after ${row.attempt} attempt${row.attempt === 1 ? '' : 's'}: ${row.lastError ?? '(no error recorded)'}`,
+    );
   lines.push(report.passed ? 'audit passed' : `audit FAILED: ${report.breaches.join(', ')}`);
   return lines.join('\n');
 }

@@ -24,7 +24,7 @@ export async function openStore(location: string, options: OpenStoreOptions = {}
     const schema = url.searchParams.get('schema');
     if (schema !== null && schema.trim() === '') {
       throw new ConfigurationError(
-        `store URL ${JSON.stringify(location)} has an empty schema parameter; name the schema (?schema=jobs) or leave the parameter out to use "vouch".`,
+        `store URL ${shownLocation(location)} has an empty schema parameter; name the schema (?schema=jobs) or leave the parameter out to use "vouch".`,
       );
     }
     url.searchParams.delete('schema');
@@ -34,9 +34,17 @@ export async function openStore(location: string, options: OpenStoreOptions = {}
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(location)?.[1];
   if (scheme) {
     throw new ConfigurationError(
-      `store location ${JSON.stringify(location)} is a ${scheme}:// URL; only postgres:// and postgresql:// URLs are supported, and a SQLite store is named by its file path.`,
+      `store location ${shownLocation(location)} is a ${scheme}:// URL; only postgres:// and postgresql:// URLs are supported, and a SQLite store is named by its file path.`,
     );
   }
   const { SqliteStore } = await import('./sqlite/sqlite-store.js');
   return new SqliteStore({ path: location, migrate: options.migrate !== false, ...(options.clock ? { clock: options.clock } : {}) });
+}
+
+/** Quotes a location for an error message, with a URL's password masked: messages end up in logs and cron mail. */
+function shownLocation(location: string): string {
+  if (!URL.canParse(location)) return JSON.stringify(location);
+  const url = new URL(location);
+  if (url.password !== '') url.password = '***';
+  return JSON.stringify(url.toString());
 }

@@ -17,6 +17,15 @@ describe('store locations', () => {
     await expect(openStore(location)).rejects.toThrow(/empty schema parameter; name the schema \(\?schema=jobs\)/);
   });
 
+  it('masks the password in location errors', async () => {
+    const withPassword = 'postgres://postgres:secret-pw@127.0.0.1:5432/test?schema=';
+    await expect(openStore(withPassword)).rejects.toThrow('"postgres://postgres:***@127.0.0.1:5432/test?schema="');
+    await expect(openStore(withPassword)).rejects.not.toThrow(/secret-pw/);
+    const otherScheme = 'mysql://root:secret-pw@127.0.0.1/jobs';
+    await expect(openStore(otherScheme)).rejects.toThrow('"mysql://root:***@127.0.0.1/jobs" is a mysql:// URL');
+    await expect(openStore(otherScheme)).rejects.not.toThrow(/secret-pw/);
+  });
+
   it('rejects a URL of another scheme', async () => {
     const location = 'postgress://postgres@127.0.0.1:5432/test';
     await expect(openStore(location)).rejects.toThrow(ConfigurationError);

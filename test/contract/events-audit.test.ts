@@ -159,6 +159,7 @@ describeEachStore('audit', (env) => {
     const text = formatAudit(report);
     expect(text).toContain(`job ${ids.inDoubt} in-doubt-job attempt 1 abandoned, worker dead-worker`);
     expect(text).toContain(`job ${ids.lost} lost-job attempt 1 lost its lease, worker stalled-worker`);
+    expect(text).toContain(`job ${ids.dead} dead-job after 1 attempt: PermanentError: rejected`);
 
     const tolerant = await runAudit(env.store, { maxOverdue: 10, maxInDoubt: 1, maxDead: 1 });
     expect(tolerant).toMatchObject({ breaches: [], passed: true });

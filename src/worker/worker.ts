@@ -59,13 +59,13 @@ interface QueueState {
   drained: boolean;
   /** Wakes from the store so far. A lease that saw none arrive while it ran may mark the queue drained. */
   wakes: number;
-  /** Reads when the queue's next waiting job comes due, once the queue stayed empty a moment (scheduleDueWake). */
+  /** Timer that reads when the queue's next waiting job comes due, once the queue stayed empty a moment (scheduleDueWake). */
   dueCheckTimer: NodeJS.Timeout | undefined;
-  /** True while that read runs. */
+  /** Flag set while that read runs. */
   dueCheck: boolean;
-  /** Wakes the queue when its next waiting job comes due, if that is sooner than the poll (wakeWhenDue). */
+  /** Timer that wakes the queue when its next waiting job comes due, if that is sooner than the poll (wakeWhenDue). */
   dueTimer: NodeJS.Timeout | undefined;
-  /** When dueTimer fires, by performance.now(). */
+  /** The time dueTimer fires, by performance.now(). */
   dueTimerAt: number;
 }
 
@@ -325,11 +325,9 @@ export class Worker extends VouchEventEmitter {
    * beside the loop's wait, so a wake from the store is not held up by it.
    */
   private scheduleDueWake(queue: QueueState): void {
-    clearTimeout(queue.dueCheckTimer);
-    queue.dueCheckTimer = setTimeout(() => {
-      queue.dueCheckTimer = undefined;
-      this.readNextDue(queue);
-    }, DUE_CHECK_DELAY_MS);
+    // One timer per queue, restarted on each empty lease rather than made again.
+    if (queue.dueCheckTimer) queue.dueCheckTimer.refresh();
+    else queue.dueCheckTimer = setTimeout(() => this.readNextDue(queue), DUE_CHECK_DELAY_MS);
   }
 
   private readNextDue(queue: QueueState): void {
@@ -343,7 +341,10 @@ export class Worker extends VouchEventEmitter {
       (error: unknown) => {
         queue.dueCheck = false;
         // Only the timing suffers: the poll leases the job when it is due.
-        this.logger.warn({ error: errorForLog(toError(error)), queue: queue.name }, 'could not read when the next waiting job is due');
+        this.logger.warn(
+          { error: errorForLog(toError(error)), queue: queue.name },
+          'reading when the next waiting job is due failed; the poll will lease it when due',
+        );
       },
     );
   }

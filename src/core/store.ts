@@ -41,6 +41,12 @@ export interface Store<Tx = unknown> {
    * Records that an effect happened. It is a fact about the world, so it is
    * kept even when the lease has since been lost, as long as the effect is
    * still only an intent.
+   *
+   * It resolves once the record survives a crash of this process. A store
+   * may leave it to the job's next write that reaches the disk (its outcome,
+   * or the next effect's intent) to make it survive a power loss too. Until
+   * then a power loss leaves the effect in doubt, as a crash just before the
+   * write would.
    */
   recordEffectDone(lease: Lease, effect: EffectDone): Promise<void>;
 

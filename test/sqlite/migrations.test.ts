@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MIGRATIONS } from '../../src/stores/sqlite/migrations.js';
-import { SqliteStore } from '../../src/stores/sqlite/sqlite-store.js';
+import { DUE_JOBS_SQL, SqliteStore } from '../../src/stores/sqlite/sqlite-store.js';
 
 describe('SQLite migrations', () => {
   let folder: string;
@@ -73,6 +73,58 @@ describe('SQLite migrations', () => {
         expect.objectContaining({ attempt: 1, workerId: 'old-worker', leaseToken: 'old-token', outcome: 'abandoned', startedAt: 1234 }),
       ]);
       expect(await store.getJob('7')).toMatchObject({ state: 'available', leaseToken: null });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('rebuilds the version 4 jobs table', async () => {
+    const old = new BetterSqlite3(path);
+    old.exec('CREATE TABLE vouch_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+    for (const migration of MIGRATIONS.filter((migration) => migration.version <= 4)) {
+      old.exec(migration.sql);
+      old.prepare('INSERT INTO vouch_migrations VALUES (?, ?, 0)').run(migration.version, migration.description);
+    }
+    const insert = old.prepare(
+      `INSERT INTO vouch_jobs (id, name, queue, key, payload, state, attempt, max_attempts, lease_ms, run_at, created_at, finished_at,
+                               dedup_window_ms, result, last_error, lease_token, lease_expires_at, worker_id, attempt_started_at)
+       VALUES (?, 'mail', 'default', ?, '{"to":"a@example.com"}', ?, 1, 3, 30000, ?, 5, ?, 0, ?, ?, ?, ?, ?, ?)`,
+    );
+    // Ids with gaps, as deletes leave them, and one job in each state a worker meets.
+    insert.run(3, 'k-3', 'available', 10, null, null, null, null, null, null, null);
+    insert.run(8, null, 'running', 10, null, null, null, 'token-8', 99_000, 'w-1', 40);
+    insert.run(21, null, 'completed', 10, 50, '{"sent":true}', null, 'token-21', null, 'w-1', 45);
+    insert.run(22, null, 'failed', 10, 60, null, 'refused', null, null, null, null);
+    insert.run(30, null, 'scheduled', 9_000_000_000_000, null, null, null, null, null, null, null);
+    const before = old.prepare('SELECT * FROM vouch_jobs ORDER BY id').all();
+    old.close();
+
+    const store = new SqliteStore({ path });
+    try {
+      expect(store.db.prepare('SELECT * FROM vouch_jobs ORDER BY id').all()).toEqual(before);
+      const ddl = store.db.prepare("SELECT sql FROM sqlite_master WHERE name = 'vouch_jobs'").pluck().get() as string;
+      expect(ddl).not.toMatch(/state IN/);
+      expect(() => store.db.prepare(`UPDATE vouch_jobs SET state = 'finished' WHERE id = 3`).run()).toThrow(/CHECK constraint failed/);
+      // The lease finds its jobs through the partial index, not by scanning the table and sorting it.
+      const plan = store.db.prepare(`EXPLAIN QUERY PLAN ${DUE_JOBS_SQL}`).all('default', 0, 10) as { detail: string }[];
+      expect(plan.map((step) => step.detail).join('\n')).toMatch(/USING INDEX vouch_jobs_due/);
+      const leased = await store.lease({ queue: 'default', limit: 10, workerId: 'w-2' });
+      expect(leased.map((job) => job.job.id)).toEqual(['3']);
+      // A new job takes an id above every kept one.
+      const [outcome] = await store.enqueue([
+        {
+          name: 'mail',
+          queue: 'default',
+          key: null,
+          payloadJson: '{}',
+          priority: 0,
+          maxAttempts: 3,
+          leaseMs: 1000,
+          runAt: null,
+          dedupWindowMs: 0,
+        },
+      ]);
+      expect(outcome?.job.id).toBe('31');
     } finally {
       await store.close();
     }

@@ -1,4 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
+import type { WalSync } from './wal-sync.js';
 
 interface PendingWrite {
   work: () => unknown;
@@ -15,9 +16,15 @@ type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 /**
  * Runs the writes that attempts request in the same turn of the event loop
  * in one immediate transaction, so that many leases and commits share one
- * fsync. No write resolves before the transaction holding it has committed,
- * so a caller that sees its promise resolve may rely on the write being
- * durable (for an effect's intent, before the effect runs).
+ * disk flush. No write resolves before its transaction has committed and,
+ * unless it is marked unsynced, reached the disk. A caller that sees its
+ * promise resolve may therefore rely on the write being durable (for an
+ * effect's intent, before the effect runs).
+ *
+ * With a WalSync, the transaction commits without syncing and the flush runs
+ * off the event loop (see WalSync), so the slots keep running jobs while the
+ * disk works. Without one, SQLite syncs inside COMMIT, as its `synchronous`
+ * setting says.
  *
  * A write that may throw for its own reasons (it runs application code) is
  * isolated in a savepoint: it is rolled back and rejects alone while the
@@ -35,10 +42,15 @@ export class GroupCommit {
   private readonly rollback: Statement;
   private readonly syncEachCommit: boolean;
 
-  /** `syncEachCommit`: the store runs with synchronous = FULL, so a group that needs no fsync may skip it. */
+  /**
+   * `syncEachCommit`: the store runs with synchronous = FULL, so a group that
+   * needs no fsync may skip it. `walSync`, given only with `syncEachCommit`,
+   * takes every flush off the event loop.
+   */
   constructor(
     private readonly db: Database,
     syncEachCommit: boolean,
+    private readonly walSync: WalSync | null = null,
   ) {
     this.syncEachCommit = syncEachCommit;
     this.savepoint = db.prepare('SAVEPOINT vouch_write');
@@ -50,11 +62,14 @@ export class GroupCommit {
    * Queues `work` for the next group transaction and resolves with its
    * return value once that transaction committed.
    *
-   * `unsynced` marks a write whose loss in a power cut is harmless: a group
-   * made only of such writes commits without an fsync. It suits a lease: if
-   * the power fails, the job is simply available again, and every write that
-   * depends on the lease (an effect's intent, the commit) syncs the WAL, and
-   * with it every frame written before, the lease included.
+   * `unsynced` marks a write that need not wait for the disk: it resolves
+   * when its transaction commits, and a group made only of such writes
+   * commits without an fsync. It suits a write whose loss in a power cut is
+   * harmless or is caught later. A lease: if the power fails, the job is
+   * simply available again, and every write that depends on the lease (an
+   * effect's intent, the commit) syncs the WAL, and with it every frame
+   * written before, the lease included. An effect's done record: lost, it
+   * leaves the effect in doubt, which the next attempt settles.
    */
   run<T>(work: () => T, options: { isolated?: boolean; unsynced?: boolean } = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -74,9 +89,14 @@ export class GroupCommit {
       for (const write of batch) write.reject(new Error('the SQLite store was closed before this write ran'));
       return;
     }
+    const diskFailure = this.walSync?.failed;
+    if (diskFailure) {
+      for (const write of batch) write.reject(diskFailure);
+      return;
+    }
 
     // Through exec, not a prepared statement: SQLite applies this pragma when it compiles it, not when it runs.
-    const skipSync = this.syncEachCommit && batch.every((write) => write.unsynced);
+    const skipSync = this.syncEachCommit && (this.walSync !== null || batch.every((write) => write.unsynced));
     if (skipSync) this.db.exec('PRAGMA synchronous = NORMAL');
     let outcomes: Outcome[];
     try {
@@ -96,10 +116,22 @@ export class GroupCommit {
     } finally {
       if (skipSync) this.db.exec('PRAGMA synchronous = FULL');
     }
+    const awaitingDisk: { write: PendingWrite; value: unknown }[] = [];
     for (const [index, write] of batch.entries()) {
       const outcome = outcomes[index];
-      if (outcome?.ok) write.resolve(outcome.value);
-      else write.reject(outcome?.error);
+      if (!outcome?.ok) write.reject(outcome?.error);
+      else if (this.walSync && !write.unsynced) awaitingDisk.push({ write, value: outcome.value });
+      else write.resolve(outcome.value);
+    }
+    if (this.walSync && awaitingDisk.length > 0) {
+      this.walSync.durable().then(
+        () => {
+          for (const { write, value } of awaitingDisk) write.resolve(value);
+        },
+        (error) => {
+          for (const { write } of awaitingDisk) write.reject(error);
+        },
+      );
     }
   }
 

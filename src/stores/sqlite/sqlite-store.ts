@@ -35,6 +35,7 @@ import {
 } from '../rows.js';
 import { GroupCommit } from './group-commit.js';
 import { assertMigrated, migrate } from './migrations.js';
+import { WalSync } from './wal-sync.js';
 
 // SQLite returns integer ids as numbers.
 type JobRow = StoredJobRow<number>;
@@ -114,6 +115,18 @@ const WAKE_BYTE = Buffer.from('1');
 const PENDING_LIST = PENDING_STATES.map((state) => `'${state}'`).join(', ');
 
 /**
+ * The states a job waits in, as the partial index vouch_jobs_due spells them:
+ * SQLite uses that index only for a WHERE that contains this same expression.
+ */
+const DUE_STATES = `(state = 'scheduled' OR state = 'available' OR state = 'retryable')`;
+
+/** The jobs a lease takes, in queue order; parameters: queue, now, limit. */
+export const DUE_JOBS_SQL = `SELECT id FROM vouch_jobs
+  WHERE queue = ? AND ${DUE_STATES} AND run_at <= ?
+  ORDER BY priority, run_at, id
+  LIMIT ?`;
+
+/**
  * The embedded store: one SQLite file in WAL mode, shared safely by several
  * worker processes. SQLite has one writer at a time, so every write that
  * must be atomic runs in an immediate transaction, which takes the write lock
@@ -134,6 +147,8 @@ export class SqliteStore implements Store<SqliteTransaction> {
   private wakeFileFd: number | null | undefined;
   private readonly statements = new Map<string, Statement>();
   private readonly groupCommit: GroupCommit;
+  /** Flushes the WAL off the event loop; null when commits need no flush (`synchronous: 'normal'`) or there is no WAL file. */
+  private readonly walSync: WalSync | null;
   private closed = false;
 
   constructor(options: SqliteStoreOptions) {
@@ -147,7 +162,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
     try {
       // Without migrations the file must already be a vouch store, so a mistyped path is not created empty.
       this.db = new BetterSqlite3(options.path, { timeout: options.busyTimeoutMs ?? 5000, fileMustExist: !migrateOnOpen });
-      this.db.pragma('journal_mode = WAL');
+      const journalMode = this.db.pragma('journal_mode = WAL', { simple: true });
       this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
       this.db.pragma('foreign_keys = ON');
       // Workers write, so a file that cannot take a write fails here rather than at the first commit.
@@ -155,7 +170,10 @@ export class SqliteStore implements Store<SqliteTransaction> {
       this.db.exec('ROLLBACK');
       if (migrateOnOpen) migrate(this.db, this.clock());
       else assertMigrated(this.db);
-      this.groupCommit = new GroupCommit(this.db, options.synchronous !== 'normal');
+      const syncEachCommit = options.synchronous !== 'normal';
+      // An in-memory database has no WAL file to flush; SQLite syncs nothing for it anyway.
+      this.walSync = syncEachCommit && journalMode === 'wal' ? new WalSync(`${options.path}-wal`) : null;
+      this.groupCommit = new GroupCommit(this.db, syncEachCommit, this.walSync);
     } catch (error) {
       const message = (error as Error).message;
       let fix = '';
@@ -179,10 +197,12 @@ export class SqliteStore implements Store<SqliteTransaction> {
   async enqueue(jobs: readonly NewJob[]): Promise<EnqueueOutcome[]> {
     const now = this.clock();
     const insert = this.db.transaction((batch: readonly NewJob[]) => batch.map((job) => this.insertOne(job, now)));
-    const outcomes = insert.immediate(jobs);
+    const outcomes = this.writeThenSync(() => insert.immediate(jobs));
     const queues = new Set(outcomes.filter((outcome) => !outcome.duplicate).map((outcome) => outcome.job.queue));
+    // Workers may lease the jobs before they are on disk: anything durable they write lands after them in the WAL.
     for (const queue of queues) this.wake(queue);
     if (queues.size > 0) this.touchWakeFile();
+    await this.walSync?.durable();
     return outcomes;
   }
 
@@ -226,20 +246,24 @@ export class SqliteStore implements Store<SqliteTransaction> {
 
   private claim(request: LeaseRequest): LeasedJob[] {
     const now = this.clock();
-    // Raw rows of the columns a leased job needs: RETURNING * as objects cost half of a no-op job's lease.
-    const rows = this.statement(
+    // Three statements where one UPDATE ... RETURNING would do: SQLite's RETURNING costs about twice the
+    // update itself (210 against 95 microseconds for ten jobs), and they all run in one write transaction.
+    const ids = this.statement(DUE_JOBS_SQL, true).all(request.queue, now, Math.max(request.limit, request.roomAtWrite?.() ?? 0)) as [
+      number,
+    ][];
+    if (ids.length === 0) return [];
+    const idList = JSON.stringify(ids.map((row) => row[0]));
+    this.statement(
       `UPDATE vouch_jobs
           SET state = 'running', attempt = attempt + 1, lease_token = lower(hex(randomblob(8))),
               lease_expires_at = ? + lease_ms, worker_id = ?, attempt_started_at = ?
-        WHERE id IN (
-          SELECT id FROM vouch_jobs
-           WHERE queue = ? AND state IN ('scheduled', 'available', 'retryable') AND run_at <= ?
-           ORDER BY priority, run_at, id
-           LIMIT ?)
-        RETURNING ${LEASED_COLUMNS}`,
-      true,
-    ).all(now, request.workerId, now, request.queue, now, Math.max(request.limit, request.roomAtWrite?.() ?? 0)) as LeasedRow[];
-    // RETURNING gives no order: sort by priority, run_at and id as the raw numbers, before any string id exists.
+        WHERE id IN (SELECT value FROM json_each(?))`,
+    ).run(now, request.workerId, now, idList);
+    // Raw rows of the columns a leased job needs: rows as objects cost half of a no-op job's lease.
+    const rows = this.statement(`SELECT ${LEASED_COLUMNS} FROM vouch_jobs WHERE id IN (SELECT value FROM json_each(?))`, true).all(
+      idList,
+    ) as LeasedRow[];
+    // The read gives no order: sort by priority, run_at and id as the raw numbers, before any string id exists.
     rows.sort((a, b) => a[5] - b[5] || a[9] - b[9] || a[0] - b[0]);
     const jobs = rows.map((row) => leasedJobRecord(row, request.workerId));
 
@@ -301,12 +325,19 @@ export class SqliteStore implements Store<SqliteTransaction> {
     });
   }
 
+  /**
+   * Resolves when its group has committed, without waiting for the disk: the
+   * WAL is appended to in order, so the commit or the next intent of the
+   * same job, which do wait, carry this record to the disk with them.
+   */
   async recordEffectDone(lease: Lease, effect: EffectDone): Promise<void> {
-    await this.groupCommit.run(() =>
-      this.statement(
-        `UPDATE vouch_effects SET state = 'done', result = ?, resolution = ?, done_at = ?
-          WHERE job_id = ? AND name = ? AND state = 'intent'`,
-      ).run(effect.resultJson, effect.resolution, this.clock(), Number(lease.jobId), effect.name),
+    await this.groupCommit.run(
+      () =>
+        this.statement(
+          `UPDATE vouch_effects SET state = 'done', result = ?, resolution = ?, done_at = ?
+            WHERE job_id = ? AND name = ? AND state = 'intent'`,
+        ).run(effect.resultJson, effect.resolution, this.clock(), Number(lease.jobId), effect.name),
+      { unsynced: true },
     );
   }
 
@@ -437,7 +468,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
   async cancel(jobId: string): Promise<boolean> {
     const changes = this.statement(
       `UPDATE vouch_jobs SET state = 'cancelled', finished_at = ?
-        WHERE id = ? AND state IN ('scheduled', 'available', 'retryable')`,
+        WHERE id = ? AND ${DUE_STATES}`,
     ).run(this.clock(), Number(jobId)).changes;
     return changes > 0;
   }
@@ -484,7 +515,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
     const now = this.clock();
     const overdue = this.statement(
       `SELECT id, name, queue, state, run_at AS due FROM vouch_jobs
-        WHERE state IN ('scheduled', 'available', 'retryable') AND run_at < ?
+        WHERE ${DUE_STATES} AND run_at < ?
        UNION ALL
        SELECT id, name, queue, state, lease_expires_at AS due FROM vouch_jobs
         WHERE state = 'running' AND lease_expires_at < ?
@@ -690,11 +721,29 @@ export class SqliteStore implements Store<SqliteTransaction> {
     this.wakeWatcher?.close();
     this.closeWakeFile();
     this.listeners.clear();
+    await this.walSync?.close();
     this.db.close();
   }
 
   private wake(queue: string | null): void {
     for (const listener of this.listeners) listener(queue);
+  }
+
+  /**
+   * Runs a write of its own transaction. With a WalSync, the COMMIT skips its
+   * sync and the caller awaits `walSync.durable()` before reporting the write
+   * done, so the event loop does not wait for the disk.
+   */
+  private writeThenSync<T>(write: () => T): T {
+    const diskFailure = this.walSync?.failed;
+    if (diskFailure) throw diskFailure;
+    if (!this.walSync) return write();
+    this.db.exec('PRAGMA synchronous = NORMAL');
+    try {
+      return write();
+    } finally {
+      this.db.exec('PRAGMA synchronous = FULL');
+    }
   }
 
   private dataVersion(): number {

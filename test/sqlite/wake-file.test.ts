@@ -1,9 +1,9 @@
-import { mkdtempSync, rmSync, statSync, watch } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, watch } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/stores/sqlite/sqlite-store.js';
-import { enqueueOne } from '../support/jobs.js';
+import { COMPLETION, enqueueOne, leaseOne } from '../support/jobs.js';
 
 describe('SQLite wake file', () => {
   let folder: string;
@@ -55,5 +55,25 @@ describe('SQLite wake file', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(woken.length).toBeGreaterThan(0);
     expect(woken[0]! - enqueuedAt).toBeLessThan(50);
+  });
+
+  it('lives beside the real file of a link', async () => {
+    // SQLite follows the link and keeps its WAL beside the target: the store must flush that WAL, not a missing one.
+    const links = join(folder, 'links');
+    mkdirSync(links);
+    await new SqliteStore({ path }).close();
+    const linked = join(links, 'store.db');
+    symlinkSync(path, linked);
+    const viaLink = new SqliteStore({ path: linked });
+    stores.push(viaLink);
+
+    await enqueueOne(viaLink);
+    const leased = await leaseOne(viaLink);
+    expect(await viaLink.commit(leased.lease, COMPLETION)).toBe(true);
+
+    expect(existsSync(`${path}-wal`)).toBe(true);
+    expect(existsSync(`${path}-wake`)).toBe(true);
+    expect(existsSync(`${linked}-wal`)).toBe(false);
+    expect(existsSync(`${linked}-wake`)).toBe(false);
   });
 });

@@ -1,4 +1,4 @@
-import { closeSync, constants, existsSync, type FSWatcher, openSync, statSync, watch, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, type FSWatcher, openSync, realpathSync, statSync, watch, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { type Clock, systemClock } from '../../core/clock.js';
@@ -155,13 +155,15 @@ export class SqliteStore implements Store<SqliteTransaction> {
     if (!options || typeof options.path !== 'string' || options.path.length === 0) {
       throw new ConfigurationError('SqliteStore needs a path to a database file, for example new SqliteStore({ path: "vouch.db" }).');
     }
-    this.path = options.path;
     this.clock = options.clock ?? systemClock;
     this.wakePollMs = options.wakePollMs ?? 25;
     const migrateOnOpen = options.migrate !== false;
     try {
       // Without migrations the file must already be a vouch store, so a mistyped path is not created empty.
       this.db = new BetterSqlite3(options.path, { timeout: options.busyTimeoutMs ?? 5000, fileMustExist: !migrateOnOpen });
+      // SQLite follows a symbolic link and keeps its WAL beside the file it points to, so the files vouch
+      // keeps beside the database (the WAL it flushes and watches, the wake file) are named from the real path.
+      this.path = this.db.memory ? options.path : realpathSync(options.path);
       const journalMode = this.db.pragma('journal_mode = WAL', { simple: true });
       this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
       this.db.pragma('foreign_keys = ON');
@@ -172,7 +174,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
       else assertMigrated(this.db);
       const syncEachCommit = options.synchronous !== 'normal';
       // An in-memory database has no WAL file to flush; SQLite syncs nothing for it anyway.
-      this.walSync = syncEachCommit && journalMode === 'wal' ? new WalSync(`${options.path}-wal`) : null;
+      this.walSync = syncEachCommit && journalMode === 'wal' ? new WalSync(`${this.path}-wal`) : null;
       this.groupCommit = new GroupCommit(this.db, syncEachCommit, this.walSync);
     } catch (error) {
       const message = (error as Error).message;

@@ -653,10 +653,11 @@ export class SqliteStore implements Store<SqliteTransaction> {
 
   /**
    * Checks for a commit after a WAL change event, and again every
-   * millisecond up to ten times. A writer appends its frames to the WAL,
-   * syncs them, and only then makes the commit visible, so the change event
-   * arrives before the commit can be seen. The later checks find it without
-   * waiting for the poll, at a few microseconds each.
+   * millisecond up to ten times. A writer appends its frames to the WAL
+   * (and syncs them, when it commits with synchronous = FULL) before it makes
+   * the commit visible, so the change event arrives before the commit can be
+   * seen. The later checks find it without waiting for the poll, at a few
+   * microseconds each.
    */
   private checkAfterWalWrite(retry: number): void {
     if (this.checkForCommits() || retry >= 10 || this.closed) return;

@@ -48,6 +48,7 @@ program
   .option('--max-in-doubt <count>', 'in-doubt effects tolerated', count, 0)
   .option('--max-dead <count>', 'dead jobs tolerated within the window', count, 0)
   .option('--max-recovered <count>', 'recovered attempts tolerated within the window (default: no limit)', count)
+  .option('--list <count>', 'rows listed per category; the counts and thresholds do not depend on it', count, 100)
   .option('--json', 'print the report as JSON')
   .action(async (options) => {
     const store = await openStore(options.store, { migrate: false });
@@ -62,6 +63,7 @@ program
           maxInDoubt: options.maxInDoubt,
           maxDead: options.maxDead,
           maxRecovered: options.maxRecovered,
+          limit: options.list,
         }),
       );
       console.log(options.json ? JSON.stringify(report, null, 2) : formatAudit(report));
@@ -76,7 +78,8 @@ program
   .description('Create or upgrade the vouch schema in a store.')
   .requiredOption('--store <location>', 'SQLite file path or postgres:// URL')
   .action(async (options) => {
-    const store = await openStore(options.store, { migrate: false });
+    // Opened to migrate: a SQLite file that does not exist yet is created here.
+    const store = await openStore(options.store, { migrate: true });
     try {
       await explainUnreachable(options.store, store.migrate());
       console.log('the vouch schema is created or upgraded to the newest version');

@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigurationError, VouchError } from '../../src/core/errors.js';
 import { openStore } from '../../src/stores/open-store.js';
+import { SqliteStore } from '../../src/stores/sqlite/sqlite-store.js';
 import { runCli } from '../support/cli.js';
 import { POSTGRES_TEST_URL } from '../support/postgres-harness.js';
 
@@ -52,5 +53,80 @@ describe('store locations', () => {
     const result = await runCli(['migrate', '--store', `${POSTGRES_TEST_URL}?schema=`]);
     expect(result.code).toBe(2);
     expect(result.output).toMatch(/vouch: store URL .* has an empty schema parameter/);
+  });
+
+  it('creates a SQLite store from the CLI', async () => {
+    const path = join(folder, 'created-by-cli.db');
+    const result = await runCli(['migrate', '--store', path]);
+    expect(result.code).toBe(0);
+    expect(existsSync(path)).toBe(true);
+    const audit = await runCli(['audit', '--store', path]);
+    expect(audit.code).toBe(0);
+  });
+
+  it('rejects a schema of another version', async () => {
+    const path = join(folder, 'versions.db');
+    const store = new SqliteStore({ path });
+    store.db.prepare('INSERT INTO vouch_migrations (version, description, applied_at) VALUES (99, ?, 0)').run('from a newer vouch');
+    await store.close();
+    expect(() => new SqliteStore({ path, migrate: false })).toThrow(
+      /schema is at version 99, newer than the version 5 this vouch expects; upgrade vouch/,
+    );
+    const audit = await runCli(['audit', '--store', path]);
+    expect(audit.code).toBe(2);
+    expect(audit.output).toMatch(/schema is at version 99/);
+
+    const older = new SqliteStore({ path: join(folder, 'older.db') });
+    older.db.prepare('DELETE FROM vouch_migrations WHERE version = 5').run();
+    await older.close();
+    expect(() => new SqliteStore({ path: join(folder, 'older.db'), migrate: false })).toThrow(
+      /schema is at version 4 and this vouch needs version 5; run `vouch migrate --store PATH` first/,
+    );
+  });
+
+  it('rejects unknown SQLite options', () => {
+    const path = join(folder, 'options.db');
+    for (const synchronous of ['sometimes', 'NORMAL', 'off']) {
+      expect(() => new SqliteStore({ path, synchronous: synchronous as 'full' })).toThrow(
+        `SqliteStore option synchronous must be "full" or "normal"; got "${synchronous}".`,
+      );
+    }
+    expect(() => new SqliteStore({ path, busyTimeoutMs: -5 })).toThrow(
+      /busyTimeoutMs must be a whole number of milliseconds, 0 or more; got -5/,
+    );
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it('keeps no files for an in-memory store', async () => {
+    const cwd = process.cwd();
+    const scratch = mkdtempSync(join(folder, 'memory-'));
+    process.chdir(scratch);
+    try {
+      const store = new SqliteStore({ path: ':memory:' });
+      const stop = store.onWake(() => {});
+      await store.enqueue([
+        {
+          name: 'mail',
+          queue: 'default',
+          key: null,
+          payloadJson: '{}',
+          priority: 0,
+          maxAttempts: 3,
+          leaseMs: 1000,
+          runAt: null,
+          dedupWindowMs: 0,
+        },
+      ]);
+      stop();
+      await store.close();
+      expect(readdirSync(scratch)).toEqual([]);
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
+  it('ends a wrapped SQLite message with one period', () => {
+    const path = join(folder, 'versions.db');
+    expect(() => new SqliteStore({ path })).toThrow(/upgrade vouch before running it against this database\.$/);
   });
 });

@@ -131,7 +131,37 @@ describeEachStore('audit', (env) => {
     await enqueueOne(env.store);
     await env.store.commit((await leaseOne(env.store)).lease, COMPLETION);
     const report = await runAudit(env.store);
-    expect(report).toEqual({ findings: { overdue: [], inDoubt: [], recovered: [], dead: [] }, breaches: [], passed: true });
+    const none = { count: 0, more: false };
+    expect(report).toEqual({
+      findings: { overdue: [], inDoubt: [], recovered: [], dead: [] },
+      totals: { overdue: none, inDoubt: none, recovered: none, dead: none },
+      breaches: [],
+      passed: true,
+    });
+  });
+
+  it('counts past its listing limit', async () => {
+    for (let index = 0; index < 5; index += 1) {
+      await enqueueOne(env.store, { name: 'dead-job' });
+      await env.store.fail((await leaseOne(env.store)).lease, { error: 'PermanentError: rejected', retryAt: null });
+    }
+
+    // Five dead jobs, two listed: the count and the threshold still see all five.
+    const within = await runAudit(env.store, { limit: 2, maxDead: 5 });
+    expect(within.findings.dead).toHaveLength(2);
+    expect(within.totals.dead).toEqual({ count: 5, more: false });
+    expect(within.passed).toBe(true);
+    expect(formatAudit(within)).toContain('dead:      5 (2 listed)');
+
+    // A threshold below the total reads only enough rows to be exceeded, and the count is marked as a lower bound.
+    const over = await runAudit(env.store, { limit: 2, maxDead: 3 });
+    expect(over.totals.dead).toEqual({ count: 4, more: true });
+    expect(over.breaches).toEqual(['dead: over 4 > 3']);
+    expect(formatAudit(over)).toContain('dead:      over 4 (2 listed)');
+
+    const strict = await runAudit(env.store, { limit: 2, maxDead: 1 });
+    expect(strict.totals.dead).toEqual({ count: 2, more: true });
+    expect(strict.breaches).toEqual(['dead: over 2 > 1']);
   });
 
   it('lists overdue, in-doubt, recovered and dead jobs, and fails past its thresholds', async () => {

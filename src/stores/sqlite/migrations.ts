@@ -164,7 +164,7 @@ export function migrate(db: Database, now: number): void {
     const newest = MIGRATIONS.at(-1)?.version ?? 0;
     if (current > newest) {
       throw new Error(
-        `database schema is at version ${current}, newer than this vouch knows (${newest}). Upgrade vouch before running it against this database.`,
+        `database schema is at version ${current}, newer than this vouch knows (${newest}); upgrade vouch before running it against this database`,
       );
     }
     for (const migration of MIGRATIONS) {
@@ -180,8 +180,20 @@ export function migrate(db: Database, now: number): void {
   apply.immediate();
 }
 
-/** Throws when the database has no vouch schema, naming the command that creates it. */
+/**
+ * Throws unless the database has exactly the schema this vouch expects, naming
+ * the command or upgrade that fixes it. A store opened without migrating must
+ * not be read by a vouch that would misread its rows.
+ */
 export function assertMigrated(db: Database): void {
   const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'vouch_migrations'").get();
   if (!table) throw new Error('it has no vouch schema; run `vouch migrate --store PATH` first');
+  const current = (db.prepare('SELECT max(version) FROM vouch_migrations').pluck().get() as number | null) ?? 0;
+  const newest = MIGRATIONS.at(-1)?.version ?? 0;
+  if (current > newest) {
+    throw new Error(`its schema is at version ${current}, newer than the version ${newest} this vouch expects; upgrade vouch to read it`);
+  }
+  if (current < newest) {
+    throw new Error(`its schema is at version ${current} and this vouch needs version ${newest}; run \`vouch migrate --store PATH\` first`);
+  }
 }

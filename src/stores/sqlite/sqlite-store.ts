@@ -155,6 +155,16 @@ export class SqliteStore implements Store<SqliteTransaction> {
     if (!options || typeof options.path !== 'string' || options.path.length === 0) {
       throw new ConfigurationError('SqliteStore needs a path to a database file, for example new SqliteStore({ path: "vouch.db" }).');
     }
+    if (options.synchronous !== undefined && options.synchronous !== 'full' && options.synchronous !== 'normal') {
+      throw new ConfigurationError(
+        `SqliteStore option synchronous must be "full" or "normal"; got ${JSON.stringify(options.synchronous)}.`,
+      );
+    }
+    if (options.busyTimeoutMs !== undefined && !(Number.isInteger(options.busyTimeoutMs) && options.busyTimeoutMs >= 0)) {
+      throw new ConfigurationError(
+        `SqliteStore option busyTimeoutMs must be a whole number of milliseconds, 0 or more; got ${JSON.stringify(options.busyTimeoutMs)}.`,
+      );
+    }
     this.clock = options.clock ?? systemClock;
     this.wakePollMs = options.wakePollMs ?? 25;
     const migrateOnOpen = options.migrate !== false;
@@ -188,7 +198,9 @@ export class SqliteStore implements Store<SqliteTransaction> {
       } else if (/readonly|read-only|unable to open|not permitted|permission/i.test(message)) {
         fix = ' Make the file, and the folder that holds it, writable by this process: in WAL mode SQLite also writes files beside it.';
       }
-      throw new VouchError(`could not open SQLite database ${JSON.stringify(options.path)}: ${message}.${fix}`, { cause: error });
+      throw new VouchError(`could not open SQLite database ${JSON.stringify(options.path)}: ${message.replace(/\.+$/, '')}.${fix}`, {
+        cause: error,
+      });
     }
   }
 
@@ -203,7 +215,8 @@ export class SqliteStore implements Store<SqliteTransaction> {
     const queues = new Set(outcomes.filter((outcome) => !outcome.duplicate).map((outcome) => outcome.job.queue));
     // Workers may lease the jobs before they are on disk: anything durable they write lands after them in the WAL.
     for (const queue of queues) this.wake(queue);
-    if (queues.size > 0) this.touchWakeFile();
+    // No other process can open an in-memory database, so it needs no wake file.
+    if (queues.size > 0 && !this.db.memory) this.touchWakeFile();
     await this.walSync?.durable();
     return outcomes;
   }
@@ -607,8 +620,10 @@ export class SqliteStore implements Store<SqliteTransaction> {
       // data_version changes when another connection commits, which is how workers in other processes learn of new jobs without a full poll.
       this.wakeTimer = setInterval(() => this.checkForCommits(), this.wakePollMs);
       this.wakeTimer.unref();
-      this.watchWal();
-      this.watchWakeFile();
+      if (!this.db.memory) {
+        this.watchWal();
+        this.watchWakeFile();
+      }
     }
     return () => {
       this.listeners.delete(listener);

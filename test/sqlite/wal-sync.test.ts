@@ -5,6 +5,7 @@ import BetterSqlite3, { type Database } from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GroupCommit } from '../../src/stores/sqlite/group-commit.js';
 import { type SyncFile, WalSync } from '../../src/stores/sqlite/wal-sync.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * Group commit with the WAL flushed off the event loop, on a real SQLite file.
@@ -50,8 +51,7 @@ describe('SQLite WAL flush off the event loop', () => {
     expect(states()).toEqual(['pending', 'pending']);
 
     disk.release();
-    await turns(3);
-    expect(states()).toEqual(['resolved', 'resolved']);
+    await waitFor('both writes resolved', () => states().every((state) => state === 'resolved'));
   });
 
   it('resolves an unsynced write at commit', async () => {
@@ -60,8 +60,7 @@ describe('SQLite WAL flush off the event loop', () => {
     await turns(3);
     expect(states()).toEqual(['resolved', 'pending']);
     disk.release();
-    await turns(3);
-    expect(states()).toEqual(['resolved', 'resolved']);
+    await waitFor('the synced write resolved', () => states()[1] === 'resolved');
   });
 
   it('shares the next flush among later writes', async () => {
@@ -77,13 +76,12 @@ describe('SQLite WAL flush off the event loop', () => {
     const rest = watch(later);
     expect(disk.started).toBe(1);
     disk.release();
-    await turns(3);
+    // One more flush starts, for all three, once the first returns; it is held like the first.
+    await waitFor('the second flush to start', () => disk.started === 2);
     expect(first()).toEqual(['resolved']);
     expect(rest()).toEqual(['pending', 'pending', 'pending']);
-    expect(disk.started).toBe(2);
     disk.release();
-    await turns(3);
-    expect(rest()).toEqual(['resolved', 'resolved', 'resolved']);
+    await waitFor('the three later writes resolved', () => rest().every((state) => state === 'resolved'));
     expect(disk.started).toBe(2);
   });
 
@@ -114,8 +112,7 @@ describe('SQLite WAL flush off the event loop', () => {
     expect(closed).toBe(false);
     disk.release();
     await closing;
-    await turns(1);
-    expect(states()).toEqual(['resolved']);
+    await waitFor('the last write resolved', () => states()[0] === 'resolved');
     await expect(walSync.durable()).rejects.toThrow(/closed before this write reached the disk/);
   });
 });
@@ -162,7 +159,7 @@ function watch(promises: readonly Promise<unknown>[]): () => string[] {
   return () => [...states];
 }
 
-/** Waits for `count` turns of the event loop, each long enough for a real fdatasync to return. */
+/** Waits for `count` short pauses: long enough for a group to commit, which takes one turn of the event loop. */
 async function turns(count: number): Promise<void> {
   for (let turn = 0; turn < count; turn += 1) await new Promise((resolve) => setTimeout(resolve, 20));
 }

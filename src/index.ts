@@ -1,4 +1,4 @@
-export { type AuditReport, type AuditThresholds, runAudit } from './audit/audit.js';
+export { type AuditReport, type AuditThresholds, formatAudit, runAudit } from './audit/audit.js';
 export { type BackoffOptions, backoffDelayMs, type RetryPolicy } from './core/backoff.js';
 export { Client, type ClientOptions, DEFAULT_DEDUP_WINDOW_MS, type EnqueuedJob, type EnqueueOptions } from './core/client.js';
 export { type Clock, systemClock } from './core/clock.js';

@@ -1,3 +1,4 @@
+import { ConfigurationError } from '../core/errors.js';
 import type { AuditFindings, Store } from '../core/store.js';
 
 export interface AuditThresholds {
@@ -37,6 +38,19 @@ export interface AuditReport {
 
 /** Runs the audit queries and compares each category with its threshold. */
 export async function runAudit(store: Store<any>, thresholds: AuditThresholds = {}): Promise<AuditReport> {
+  // A threshold of NaN would make every comparison false, so a broken setting would pass every audit.
+  for (const option of ['maxOverdue', 'maxInDoubt', 'maxDead', 'maxRecovered', 'limit'] as const) {
+    const value = thresholds[option];
+    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
+      throw new ConfigurationError(`audit option ${option} must be a whole number of 0 or more; got ${String(value)}.`);
+    }
+  }
+  for (const option of ['overdueAfterMs', 'inDoubtAfterMs', 'windowMs'] as const) {
+    const value = thresholds[option];
+    if (value !== undefined && !(Number.isFinite(value) && value >= 0)) {
+      throw new ConfigurationError(`audit option ${option} must be a number of milliseconds, 0 or more; got ${String(value)}.`);
+    }
+  }
   const listed = thresholds.limit ?? 100;
   const limits: [Category, number][] = [
     ['overdue', thresholds.maxOverdue ?? 0],
@@ -55,7 +69,8 @@ export async function runAudit(store: Store<any>, thresholds: AuditThresholds = 
   });
 
   const totals = {} as AuditReport['totals'];
-  for (const [category] of limits) {
+  // In the order of the findings, so that JSON output lists both alike.
+  for (const category of ['overdue', 'inDoubt', 'recovered', 'dead'] as const) {
     const rows = found[category].length;
     totals[category] = { count: Math.min(rows, counted), more: rows > counted };
   }

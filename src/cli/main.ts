@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { formatAudit, runAudit } from '../audit/audit.js';
 import { openStore } from '../stores/open-store.js';
 
@@ -35,7 +35,8 @@ async function explainUnreachable<T>(location: string, work: Promise<T>): Promis
   }
 }
 
-const program = new Command('vouch').description('Inspect and maintain a vouch job store.');
+// exitOverride: a usage mistake must not exit 1, which `vouch audit` keeps for findings over a threshold.
+const program = new Command('vouch').description('Inspect and maintain a vouch job store.').exitOverride();
 
 program
   .command('audit')
@@ -89,6 +90,11 @@ program
   });
 
 program.parseAsync().catch((error: unknown) => {
+  if (error instanceof CommanderError) {
+    // Commander has printed the message already; help and version end with exit code 0.
+    process.exitCode = error.exitCode === 0 ? 0 : 2;
+    return;
+  }
   console.error(`vouch: ${(error as Error).message}`);
   process.exitCode = 2;
 });

@@ -92,9 +92,20 @@ describe('store locations', () => {
       );
     }
     expect(() => new SqliteStore({ path, busyTimeoutMs: -5 })).toThrow(
-      /busyTimeoutMs must be a whole number of milliseconds, 0 or more; got -5/,
+      /busyTimeoutMs must be a whole number of milliseconds from 0 to 2147483647; got -5/,
     );
+    expect(() => new SqliteStore({ path, busyTimeoutMs: Number.NaN })).toThrow(/got NaN\.$/);
+    expect(() => new SqliteStore({ path, busyTimeoutMs: 2 ** 31 })).toThrow(ConfigurationError);
     expect(existsSync(path)).toBe(false);
+  });
+
+  it('exits 2 on a CLI usage mistake', async () => {
+    const misspelled = await runCli(['audit', '--store', join(folder, 'any.db'), '--max-deadd', '5']);
+    expect(misspelled.code).toBe(2);
+    expect(misspelled.output).toMatch(/unknown option '--max-deadd'/);
+    const missing = await runCli(['audit']);
+    expect(missing.code).toBe(2);
+    expect(missing.output).toMatch(/required option '--store <location>' not specified/);
   });
 
   it('keeps no files for an in-memory store', async () => {

@@ -140,6 +140,16 @@ describeEachStore('audit', (env) => {
     });
   });
 
+  it('rejects thresholds that are not counts', async () => {
+    await expect(runAudit(env.store, { maxDead: Number.NaN })).rejects.toThrow(
+      'audit option maxDead must be a whole number of 0 or more; got NaN.',
+    );
+    await expect(runAudit(env.store, { limit: 2.5 })).rejects.toThrow(/option limit .* got 2\.5/);
+    await expect(runAudit(env.store, { windowMs: -1 })).rejects.toThrow(
+      /option windowMs must be a number of milliseconds, 0 or more; got -1/,
+    );
+  });
+
   it('counts past its listing limit', async () => {
     for (let index = 0; index < 5; index += 1) {
       await enqueueOne(env.store, { name: 'dead-job' });

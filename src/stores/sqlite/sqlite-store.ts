@@ -160,9 +160,12 @@ export class SqliteStore implements Store<SqliteTransaction> {
         `SqliteStore option synchronous must be "full" or "normal"; got ${JSON.stringify(options.synchronous)}.`,
       );
     }
-    if (options.busyTimeoutMs !== undefined && !(Number.isInteger(options.busyTimeoutMs) && options.busyTimeoutMs >= 0)) {
+    const busyTimeoutMs = options.busyTimeoutMs;
+    // better-sqlite3 takes at most a signed 32-bit number of milliseconds.
+    if (busyTimeoutMs !== undefined && !(Number.isInteger(busyTimeoutMs) && busyTimeoutMs >= 0 && busyTimeoutMs <= 2 ** 31 - 1)) {
+      const given = typeof busyTimeoutMs === 'number' ? String(busyTimeoutMs) : JSON.stringify(busyTimeoutMs);
       throw new ConfigurationError(
-        `SqliteStore option busyTimeoutMs must be a whole number of milliseconds, 0 or more; got ${JSON.stringify(options.busyTimeoutMs)}.`,
+        `SqliteStore option busyTimeoutMs must be a whole number of milliseconds from 0 to 2147483647; got ${given}.`,
       );
     }
     this.clock = options.clock ?? systemClock;

@@ -6,6 +6,7 @@ import { ConfigurationError, VouchError } from '../../src/core/errors.js';
 import { openStore } from '../../src/stores/open-store.js';
 import { SqliteStore } from '../../src/stores/sqlite/sqlite-store.js';
 import { runCli } from '../support/cli.js';
+import { enqueueOne } from '../support/jobs.js';
 import { POSTGRES_TEST_URL } from '../support/postgres-harness.js';
 
 const folder = mkdtempSync(join(tmpdir(), 'vouch-location-'));
@@ -115,19 +116,7 @@ describe('store locations', () => {
     try {
       const store = new SqliteStore({ path: ':memory:' });
       const stop = store.onWake(() => {});
-      await store.enqueue([
-        {
-          name: 'mail',
-          queue: 'default',
-          key: null,
-          payloadJson: '{}',
-          priority: 0,
-          maxAttempts: 3,
-          leaseMs: 1000,
-          runAt: null,
-          dedupWindowMs: 0,
-        },
-      ]);
+      await enqueueOne(store);
       stop();
       await store.close();
       expect(readdirSync(scratch)).toEqual([]);

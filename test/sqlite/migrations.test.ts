@@ -5,6 +5,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MIGRATIONS } from '../../src/stores/sqlite/migrations.js';
 import { DUE_JOBS_SQL, SqliteStore } from '../../src/stores/sqlite/sqlite-store.js';
+import { enqueueOne } from '../support/jobs.js';
 
 describe('SQLite migrations', () => {
   let folder: string;
@@ -111,20 +112,8 @@ describe('SQLite migrations', () => {
       const leased = await store.lease({ queue: 'default', limit: 10, workerId: 'w-2' });
       expect(leased.map((job) => job.job.id)).toEqual(['3']);
       // A new job takes an id above every kept one.
-      const [outcome] = await store.enqueue([
-        {
-          name: 'mail',
-          queue: 'default',
-          key: null,
-          payloadJson: '{}',
-          priority: 0,
-          maxAttempts: 3,
-          leaseMs: 1000,
-          runAt: null,
-          dedupWindowMs: 0,
-        },
-      ]);
-      expect(outcome?.job.id).toBe('31');
+      const outcome = await enqueueOne(store);
+      expect(outcome).toBe('31');
     } finally {
       await store.close();
     }

@@ -24,7 +24,7 @@ type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
  * With a WalSync, the transaction commits without syncing and the flush runs
  * off the event loop (see WalSync), so the slots keep running jobs while the
  * disk works. Without one, SQLite syncs inside COMMIT, as its `synchronous`
- * setting says.
+ * setting requires.
  *
  * A write that may throw for its own reasons (it runs application code) is
  * isolated in a savepoint: it is rolled back and rejects alone while the

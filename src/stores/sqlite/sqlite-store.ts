@@ -163,9 +163,9 @@ export class SqliteStore implements Store<SqliteTransaction> {
     const busyTimeoutMs = options.busyTimeoutMs;
     // better-sqlite3 takes at most a signed 32-bit number of milliseconds.
     if (busyTimeoutMs !== undefined && !(Number.isInteger(busyTimeoutMs) && busyTimeoutMs >= 0 && busyTimeoutMs <= 2 ** 31 - 1)) {
-      const given = typeof busyTimeoutMs === 'number' ? String(busyTimeoutMs) : JSON.stringify(busyTimeoutMs);
+      const valueText = typeof busyTimeoutMs === 'number' ? String(busyTimeoutMs) : JSON.stringify(busyTimeoutMs);
       throw new ConfigurationError(
-        `SqliteStore option busyTimeoutMs must be a whole number of milliseconds from 0 to 2147483647; got ${given}.`,
+        `SqliteStore option busyTimeoutMs must be a whole number of milliseconds from 0 to 2147483647; got ${valueText}.`,
       );
     }
     this.clock = options.clock ?? systemClock;

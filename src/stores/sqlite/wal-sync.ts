@@ -13,7 +13,7 @@ export type SyncFile = (fd: number, done: (error: NodeJS.ErrnoException | null) 
  * 2-core test machine, and far longer on a busy disk. A writer that commits with
  * `synchronous = NORMAL` instead leaves its frames in the page cache, and
  * this class flushes them with `fdatasync` on a descriptor of its own. On
- * Linux that flushes every dirty page of the file, whoever wrote it.
+ * Linux that flushes every dirty page of the file, whichever process wrote it.
  *
  * The contract: the promise of `durable()` resolves only after a flush that
  * began after the call has finished, so every frame committed before the call
@@ -111,9 +111,9 @@ export class WalSync {
   }
 
   private takeWaiting(): Waiter[] {
-    const taken = this.waiting;
+    const batch = this.waiting;
     this.waiting = [];
-    return taken;
+    return batch;
   }
 
   private settle(batch: readonly Waiter[], error?: Error): void {

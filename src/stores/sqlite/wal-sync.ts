@@ -17,10 +17,11 @@ export type SyncFile = (fd: number, done: (error: NodeJS.ErrnoException | null) 
  *
  * The contract: the promise of `durable()` resolves only after a flush that
  * began after the call has finished, so every frame committed before the call
- * is on disk. The WAL is only ever appended to, or restarted after a
- * checkpoint that synced it and the database file first, so the frames on
- * disk after a power loss are always a prefix of those committed; a write
- * that depends on an earlier one can never survive without it.
+ * is on disk. SQLite appends to the WAL, and restarts it only after a
+ * checkpoint has synced it and the database file. Its recovery reads the
+ * frames in order and stops at the first whose running checksum fails. So
+ * what survives a power loss is a prefix of the commits, and a write that
+ * depends on an earlier one does not survive without it.
  *
  * What changes is visibility: another connection can read a commit before it
  * is durable. No vouch promise rests on that. A caller that waits for its

@@ -24,9 +24,10 @@ export type SyncFile = (fd: number, done: (error: NodeJS.ErrnoException | null) 
  * depends on an earlier one does not survive without it.
  *
  * What changes is visibility: another connection can read a commit before it
- * is durable. No vouch promise rests on that. A caller that waits for its
- * write sees it durable, and anything another process does durably after
- * reading it lands later in the same WAL, so it cannot outlive it.
+ * is durable. No vouch promise rests on that. A caller that awaits its
+ * write gets its promise resolved only once it is durable. Anything another
+ * process writes durably after reading it lands later in the same WAL, so it
+ * cannot outlive it.
  *
  * One flush runs at a time. Calls that arrive during a flush wait for the
  * next one, which then covers all of them: this is where commits from many

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import type { AttemptAbort } from './attempt-abort.js';
+import { AttemptContext, attemptLogger } from './attempt-context.js';
 import { backoffDelayMs, DEFAULT_MAX_ATTEMPTS } from './backoff.js';
 import type { Clock } from './clock.js';
-import { EffectLedger } from './effect-ledger.js';
 import {
   AttemptTimeoutError,
   describeError,
@@ -17,7 +17,7 @@ import {
 } from './errors.js';
 import type { AttemptRef, VouchEventEmitter } from './events.js';
 import { failpoint } from './failpoints.js';
-import type { JobContext, PreviousAttempt } from './job-context.js';
+import type { PreviousAttempt } from './job-context.js';
 import type { JobDefinition } from './job-definition.js';
 import { errorForLog } from './log-error.js';
 import { serializeResult, validatePayload } from './payload.js';
@@ -50,28 +50,12 @@ export async function runAttempt(
   leased: LeasedJob,
   abort: AttemptAbort,
   onPerformed: () => void = () => {},
+  ref: AttemptRef = attemptRefOf(leased),
 ): Promise<AttemptResult> {
   const { job, lease } = leased;
-  const ref: AttemptRef = { jobId: job.id, name: job.name, queue: job.queue, attempt: lease.attempt, leaseToken: lease.token };
-  // Made on first use: most attempts of a healthy job never log before their outcome.
-  let attemptLogger: Logger | undefined;
-  const logger = () => {
-    attemptLogger ??= deps.logger.child({ jobId: job.id, job: job.name, attempt: lease.attempt, leaseToken: lease.token });
-    return attemptLogger;
-  };
   let performed = false;
-  const performedOnce = () => {
-    if (performed) return;
-    performed = true;
-    onPerformed();
-  };
   const startedAt = deps.clock();
-
-  let ledger: EffectLedger | undefined;
-  const effects = () => {
-    ledger ??= new EffectLedger(deps.store, lease, ref, job.key, leased.effects, abort, logger(), deps.events);
-    return ledger;
-  };
+  let ctx: AttemptContext | undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
     const definition = deps.definitions.get(job.name);
@@ -80,35 +64,12 @@ export async function runAttempt(
         `no job definition named "${job.name}" is registered with this worker; add it to the worker's jobs, or deploy workers that have it before enqueueing it`,
       );
     }
-    const payload = await decodePayload(definition, job.payload);
-    const writes: ((tx: unknown) => unknown)[] = [];
-    const previousAttempt = describePrevious(leased);
-    if (previousAttempt?.effectsInDoubt.length) {
-      logger().warn({ previousAttempt }, 'resuming after an attempt that left effects in doubt');
+    let payload = decodePayload(definition, job.payload);
+    if (payload instanceof Promise) payload = await payload;
+    ctx = new AttemptContext(deps, leased, ref, abort, payload, describePrevious(leased));
+    if (ctx.previousAttempt?.effectsInDoubt.length) {
+      ctx.logger.warn({ previousAttempt: ctx.previousAttempt }, 'resuming after an attempt that left effects in doubt');
     }
-
-    const ctx: JobContext<unknown> = {
-      jobId: job.id,
-      name: job.name,
-      queue: job.queue,
-      key: job.key,
-      payload,
-      attempt: lease.attempt,
-      maxAttempts: job.maxAttempts,
-      leaseToken: lease.token,
-      previousAttempt,
-      get signal() {
-        return abort.signal;
-      },
-      get logger() {
-        return logger();
-      },
-      effect: (name, fn, options) => effects().run(name, fn, options),
-      idempotencyKey: (name) => effects().idempotencyKey(name),
-      transaction: (fn) => {
-        writes.push(fn as (tx: unknown) => unknown);
-      },
-    };
 
     if (definition.timeoutMs !== undefined) {
       const timeoutMs = definition.timeoutMs;
@@ -126,21 +87,24 @@ export async function runAttempt(
     }
     abort.throwIfAborted();
     clearTimeout(timer);
-    performedOnce();
+    performed = true;
+    onPerformed();
 
     const resultJson = serializeResult(job.name, 'result', result ?? null);
     // Failpoint: every effect is recorded done and the job is not committed yet.
-    await failpoint('after-ledger-before-commit');
-    const committed = await deps.store.commit(lease, { resultJson, outcome, writes });
+    const paused = failpoint('after-ledger-before-commit');
+    if (paused) await paused;
+    const committed = await deps.store.commit(lease, { resultJson, outcome, writes: ctx.writes });
     if (!committed) {
-      await reportLeaseLost(deps, ref, logger(), 'commit changed no row: the lease expired or another attempt owns the job');
+      await reportLeaseLost(deps, ref, ctx.logger, 'commit changed no row: the lease expired or another attempt owns the job');
       return 'lease_lost';
     }
     const durationMs = deps.clock() - startedAt;
     // Debug, not info: one line per successful job is most of a busy worker's log volume (and a fifth of
     // its CPU at 20,000 jobs/s), while every failure logs at warn or error. The worker's logger gets the
     // attempt's fields here rather than a child logger made for one line.
-    if (attemptLogger) attemptLogger.debug({ durationMs, outcome }, 'job completed');
+    const madeLogger = ctx.loggerIfMade;
+    if (madeLogger) madeLogger.debug({ durationMs, outcome }, 'job completed');
     else if (deps.logger.isLevelEnabled('debug')) {
       deps.logger.debug(
         { jobId: job.id, job: job.name, attempt: lease.attempt, leaseToken: lease.token, durationMs, outcome },
@@ -151,18 +115,35 @@ export async function runAttempt(
     return 'completed';
   } catch (thrown) {
     clearTimeout(timer);
-    performedOnce();
-    return settleError(deps, leased, ref, logger(), toError(thrown), abort);
+    if (!performed) {
+      performed = true;
+      onPerformed();
+    }
+    // An attempt that failed before its context existed (an unknown job, an invalid payload) has no logger yet.
+    const logger = ctx?.logger ?? attemptLogger(deps.logger, ref);
+    return settleError(deps, leased, ref, logger, toError(thrown), abort);
   }
 }
 
-async function decodePayload(definition: JobDefinition<any, any>, stored: unknown): Promise<unknown> {
+/** The fields that name an attempt in events, logs and spans. */
+export function attemptRefOf(leased: LeasedJob): AttemptRef {
+  const { job, lease } = leased;
+  return { jobId: job.id, name: job.name, queue: job.queue, attempt: lease.attempt, leaseToken: lease.token };
+}
+
+/** The payload as the job's schema parses it; synchronous when the schema is. */
+function decodePayload(definition: JobDefinition<any, any>, stored: unknown): unknown {
   try {
-    return await validatePayload(definition.name, definition.payload, stored);
+    const decoded = validatePayload(definition.name, definition.payload, stored);
+    return decoded instanceof Promise ? decoded.catch((error: unknown) => schemaFailure(definition, error)) : decoded;
   } catch (error) {
-    if (error instanceof InvalidPayloadError) throw error;
-    throw new InvalidPayloadError(`payload schema of job "${definition.name}" threw: ${describeError(toError(error))}`, definition.name);
+    return schemaFailure(definition, error);
   }
+}
+
+function schemaFailure(definition: JobDefinition<any, any>, error: unknown): never {
+  if (error instanceof InvalidPayloadError) throw error;
+  throw new InvalidPayloadError(`payload schema of job "${definition.name}" threw: ${describeError(toError(error))}`, definition.name);
 }
 
 async function settleError(

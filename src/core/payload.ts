@@ -6,13 +6,22 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 
 /**
  * Validates `value` with the job's Standard Schema and returns the parsed
- * output. Throws InvalidPayloadError naming the job and each failing field.
+ * output. Throws (or rejects with) InvalidPayloadError naming the job and
+ * each failing field. Synchronous when the schema is, so that a worker
+ * makes no promise per job for it.
  */
-export async function validatePayload<Output>(jobName: string, schema: StandardSchemaV1<unknown, Output>, value: unknown): Promise<Output> {
-  let result = schema['~standard'].validate(value);
-  if (result instanceof Promise) result = await result;
-  if (!result.issues) return result.value;
+export function validatePayload<Output>(
+  jobName: string,
+  schema: StandardSchemaV1<unknown, Output>,
+  value: unknown,
+): Output | Promise<Output> {
+  const result = schema['~standard'].validate(value);
+  if (result instanceof Promise) return result.then((settled) => payloadOf(jobName, settled));
+  return payloadOf(jobName, result);
+}
 
+function payloadOf<Output>(jobName: string, result: StandardSchemaV1.Result<Output>): Output {
+  if (!result.issues) return result.value;
   const issues = result.issues.map((issue) => ({ path: formatIssuePath(issue.path), message: issue.message }));
   const summary = issues.map((issue) => `${issue.path || '(root)'}: ${issue.message}`).join('; ');
   throw new InvalidPayloadError(

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { type AttemptDependencies, type AttemptResult, runAttempt } from '../core/attempt.js';
+import { type AttemptDependencies, type AttemptResult, attemptRefOf, runAttempt } from '../core/attempt.js';
 import { AttemptAbort } from '../core/attempt-abort.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { ConfigurationError, LeaseLostError, ShutdownError, toError } from '../core/errors.js';
-import { VouchEventEmitter } from '../core/events.js';
+import { type AttemptRef, VouchEventEmitter } from '../core/events.js';
 import { failpoint } from '../core/failpoints.js';
 import { DEFAULT_LEASE_MS, type JobDefinition } from '../core/job-definition.js';
 import { errorForLog } from '../core/log-error.js';
@@ -410,27 +410,34 @@ export class Worker extends VouchEventEmitter {
       this.startReady(queue);
       queue.signal.notify();
     };
-    const deps = this.attemptDependencies;
-    const { id: jobId, name, queue: queueName } = leased.job;
-    const { attempt, token: leaseToken } = leased.lease;
-    const ref = { jobId, name, queue: queueName, attempt, leaseToken };
-    held.done = traceAttempt(ref, () => runAttempt(deps, leased, abort, freeSlot))
-      .catch((thrown: unknown): undefined => {
-        // The outcome could not be written; the lease will expire and the sweep recovers the job.
-        const error = toError(thrown);
-        this.logger.error(
-          { error: errorForLog(error), jobId, attempt, leaseToken },
-          'could not record the outcome of an attempt; its job will be recovered when the lease expires',
-        );
-        this.emit('worker:error', { loop: 'commit', error });
-        return undefined;
-      })
-      .finally(() => {
-        freeSlot();
-        queue.settling -= 1;
-        this.forget(held);
-        if (queue.settling === queue.capacity) queue.signal.notify();
-      });
+    held.done = this.settleAttempt(held, abort, freeSlot, attemptRefOf(leased));
+  }
+
+  /** Runs the attempt and, however it ends, frees its slot and forgets its lease. One async call, not a chain of promises, per job. */
+  private async settleAttempt(
+    held: HeldLease,
+    abort: AttemptAbort,
+    freeSlot: () => void,
+    ref: AttemptRef,
+  ): Promise<AttemptResult | undefined> {
+    const { leased, queue } = held;
+    try {
+      return await traceAttempt(ref, () => runAttempt(this.attemptDependencies, leased, abort, freeSlot, ref));
+    } catch (thrown) {
+      // The outcome could not be written; the lease will expire and the sweep recovers the job.
+      const error = toError(thrown);
+      this.logger.error(
+        { error: errorForLog(error), jobId: ref.jobId, attempt: ref.attempt, leaseToken: ref.leaseToken },
+        'could not record the outcome of an attempt; its job will be recovered when the lease expires',
+      );
+      this.emit('worker:error', { loop: 'commit', error });
+      return undefined;
+    } finally {
+      freeSlot();
+      queue.settling -= 1;
+      this.forget(held);
+      if (queue.settling === queue.capacity) queue.signal.notify();
+    }
   }
 
   private forget(held: HeldLease): void {

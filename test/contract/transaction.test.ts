@@ -42,6 +42,28 @@ describeEachStore('ctx.transaction', (env) => {
     expect(await notes().list(env.store)).toEqual(['hello', 'hello again']);
   });
 
+  it.skipIf(skip)('runs a destructured context', async () => {
+    const seen: unknown[] = [];
+    const record = defineJob({
+      name: 'record-destructured',
+      payload: z.object({ text: z.string() }),
+      perform: async ({ jobId, payload, attempt, leaseToken, previousAttempt, effect, idempotencyKey, transaction, logger, signal }) => {
+        const sent = await effect('send', (key) => `sent with ${key}`);
+        transaction((tx) => notes().insert(tx, payload.text));
+        logger.info('destructured');
+        seen.push(jobId, attempt, typeof leaseToken, previousAttempt, sent, idempotencyKey('send'), signal.aborted);
+        return sent;
+      },
+    });
+    const job = await env.client.enqueue(record, { text: 'taken apart' }, { key: 'welcome:7' });
+    await env.startWorker({ jobs: [record] });
+
+    const done = await waitForState(job.id, 'completed');
+    expect(done.result).toBe('sent with welcome:7:send');
+    expect(seen).toEqual([job.id, 1, 'string', null, 'sent with welcome:7:send', 'welcome:7:send', false]);
+    expect(await notes().list(env.store)).toEqual(['taken apart']);
+  });
+
   it.skipIf(skip)('writes nothing when the store refuses the commit of an expired lease', async () => {
     const jobId = await enqueueOne(env.store, { leaseMs: LEASE_MS });
     const leased = await leaseOne(env.store);

@@ -111,7 +111,8 @@ export async function runAttempt(
         'job completed',
       );
     }
-    deps.events.emit('job:completed', { ...ref, durationMs });
+    // Without a listener, the event object would be made for nothing once per job.
+    if (deps.events.listenerCount('job:completed') > 0) deps.events.emit('job:completed', { ...ref, durationMs });
     return 'completed';
   } catch (thrown) {
     clearTimeout(timer);

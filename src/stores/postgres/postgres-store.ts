@@ -125,6 +125,8 @@ export class PostgresStore implements Store<PostgresTransaction> {
   private readonly clock: Clock | undefined;
   private readonly migrateOnStart: boolean;
   private migrated: Promise<void> | undefined;
+  /** True once a migration of this store finished, so operations stop waiting for it. */
+  private schemaReady = false;
   private readonly listeners = new Set<(queue: string | null) => void>();
   private readonly notifier: Notifier | undefined;
   private closed = false;
@@ -254,6 +256,7 @@ export class PostgresStore implements Store<PostgresTransaction> {
     this.assertOpen();
     await migrate(this.pool, this.names);
     this.migrated ??= Promise.resolve();
+    this.schemaReady = true;
   }
 
   async enqueue(jobs: readonly NewJob[], options: EnqueueTransactionOptions<PostgresEnqueueTransaction> = {}): Promise<EnqueueOutcome[]> {
@@ -282,7 +285,7 @@ export class PostgresStore implements Store<PostgresTransaction> {
     return outcomes;
   }
 
-  async lease(request: LeaseRequest): Promise<LeasedJob[]> {
+  lease(request: LeaseRequest): Promise<LeasedJob[]> {
     return this.run(() => leaseJobs(this.pool, this.sql.lease, this.now(), request));
   }
 
@@ -295,18 +298,18 @@ export class PostgresStore implements Store<PostgresTransaction> {
     return this.run(() => renewLeases(this.pool, this.sql.lease, this.now(), valid));
   }
 
-  async recordEffectIntent(lease: Lease, effect: EffectIntent): Promise<EffectIntentOutcome> {
-    if (!parseJobId(lease.jobId)) return { status: 'lease_lost' };
+  recordEffectIntent(lease: Lease, effect: EffectIntent): Promise<EffectIntentOutcome> {
+    if (!parseJobId(lease.jobId)) return Promise.resolve({ status: 'lease_lost' });
     return this.run(() => this.groups.intent.submit({ key: `${lease.jobId}\u0000${effect.name}`, now: this.now(), lease, effect }));
   }
 
-  async recordEffectDone(lease: Lease, effect: EffectDone): Promise<void> {
-    if (!parseJobId(lease.jobId)) return;
-    await this.run(() => this.groups.done.submit({ key: `${lease.jobId}\u0000${effect.name}`, now: this.now(), lease, effect }));
+  recordEffectDone(lease: Lease, effect: EffectDone): Promise<void> {
+    if (!parseJobId(lease.jobId)) return Promise.resolve();
+    return this.run(() => this.groups.done.submit({ key: `${lease.jobId}\u0000${effect.name}`, now: this.now(), lease, effect }));
   }
 
-  async commit(lease: Lease, completion: Completion<PostgresTransaction>): Promise<boolean> {
-    if (!parseJobId(lease.jobId)) return false;
+  commit(lease: Lease, completion: Completion<PostgresTransaction>): Promise<boolean> {
+    if (!parseJobId(lease.jobId)) return Promise.resolve(false);
     if (completion.writes.length > 0) {
       // The application's writes need a transaction of their own: this commit is not grouped.
       return this.run(() => commitAttempt(this.pool, this.sql.commit, this.now(), lease, completion, this.logger));
@@ -315,8 +318,8 @@ export class PostgresStore implements Store<PostgresTransaction> {
     return this.run(() => this.groups.commit.submit({ key: lease.jobId, now: this.now(), lease, resultJson, outcome }));
   }
 
-  async fail(lease: Lease, failure: Failure): Promise<boolean> {
-    if (!parseJobId(lease.jobId)) return false;
+  fail(lease: Lease, failure: Failure): Promise<boolean> {
+    if (!parseJobId(lease.jobId)) return Promise.resolve(false);
     return this.run(() => this.groups.fail.submit({ key: lease.jobId, now: this.now(), lease, failure }));
   }
 
@@ -424,27 +427,43 @@ export class PostgresStore implements Store<PostgresTransaction> {
    * schema. Connection errors pass through unchanged, so callers see them
    * thrown, with the driver's code.
    */
-  private async run<T>(operation: () => Promise<T>): Promise<T> {
-    this.assertOpen();
-    if (this.migrateOnStart) await this.ready();
+  private run<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(this.closedError());
+    if (this.migrateOnStart && !this.schemaReady) return this.ready().then(() => this.run(operation));
+    // Not async: a lease and each commit pass through here, and once the schema is ready this costs one promise, not three.
+    let pending: Promise<T>;
     try {
-      return await operation();
+      pending = operation();
     } catch (error) {
-      throw explainMissingSchema(error, this.schema);
+      return Promise.reject(explainMissingSchema(error, this.schema));
     }
+    return pending.catch(this.rethrowExplained);
   }
+
+  private readonly rethrowExplained = (error: unknown): never => {
+    throw explainMissingSchema(error, this.schema);
+  };
 
   /** Migrates once, before the first operation; a failed try (the database was down) is tried again by the next operation. */
   private ready(): Promise<void> {
-    this.migrated ??= migrate(this.pool, this.names).catch((error: unknown) => {
-      this.migrated = undefined;
-      throw error;
-    });
+    this.migrated ??= migrate(this.pool, this.names).then(
+      () => {
+        this.schemaReady = true;
+      },
+      (error: unknown) => {
+        this.migrated = undefined;
+        throw error;
+      },
+    );
     return this.migrated;
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new VouchError(`the PostgreSQL store of schema ${JSON.stringify(this.schema)} is closed.`);
+    if (this.closed) throw this.closedError();
+  }
+
+  private closedError(): VouchError {
+    return new VouchError(`the PostgreSQL store of schema ${JSON.stringify(this.schema)} is closed.`);
   }
 }
 

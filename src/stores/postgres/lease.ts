@@ -37,6 +37,10 @@ export function leaseStatements(n: SchemaNames): LeaseStatements {
   // locks at most LIMIT rows; the rows the final LIMIT leaves out are unlocked when the statement ends.
   // The update finds the picked rows by `id = ANY (array)`, which plans as a primary key lookup.
   // A join on `picked` was planned as a hash join over a sequential scan of every job.
+  // The lease commits without waiting for a WAL flush: commit_mode turns synchronous_commit off for this
+  // statement's transaction only, and the update reads it, so it is set whenever a row changes. A lease lost
+  // in a server crash leaves its jobs available again. Every write that depends on it (an effect's intent,
+  // the commit) flushes the WAL up to itself, and so flushes the lease first.
   const claim = new Statement<JobRow>(`
     WITH ready AS (
       SELECT id, priority, run_at
@@ -59,6 +63,9 @@ export function leaseStatements(n: SchemaNames): LeaseStatements {
        ORDER BY priority, run_at, id
        LIMIT $3
     ),
+    commit_mode AS (
+      SELECT set_config('synchronous_commit', 'off', true) AS setting
+    ),
     leased AS (
       UPDATE ${n.jobs} j
          SET state = 'running',
@@ -68,6 +75,7 @@ export function leaseStatements(n: SchemaNames): LeaseStatements {
              worker_id = $4,
              attempt_started_at = ${NOW}
        WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+         AND (SELECT setting FROM commit_mode) IS NOT NULL
       RETURNING j.*
     )
     SELECT ${jobColumns('leased')} FROM leased

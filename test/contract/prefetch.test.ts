@@ -107,11 +107,14 @@ describeEachStore('prefetch', (env) => {
     env.clock.advance(LEASE_MS + 1);
     await waitFor('both leases reported lost', () => events.of('lease:lost').length === 2);
     gated.open();
-    await waitFor('the waiting job to be closed', async () => (await env.store.getJob(ids[1]!))?.state !== 'running');
+    // The sweep may close the attempt as abandoned first; the worker's own record then replaces it.
+    const [attempt] = await waitFor('the waiting job to be closed as lease_lost', async () => {
+      const attempts = await env.store.listAttempts(ids[1]!);
+      return attempts[0]?.outcome === 'lease_lost' ? attempts : null;
+    });
 
     expect(gated.started).toEqual([ids[0]]);
     expect(events.of('lease:lost').map((event) => event.jobId)).toContain(ids[1]);
-    const [attempt] = await env.store.listAttempts(ids[1]!);
     expect(attempt).toMatchObject({ attempt: 1, outcome: 'lease_lost' });
     // Its only attempt is used: that attempt's lease was lost, as it would be for a started one.
     expect(await env.store.getJob(ids[1]!)).toMatchObject({ state: 'failed', leaseToken: null });
@@ -128,12 +131,17 @@ describeEachStore('prefetch', (env) => {
     env.clock.advance(LEASE_MS + 1);
     gated.open();
     await waitFor('both jobs to leave running', async () => (await runningIds(ids)).length === 0);
+    // The sweep may close the waiting job's attempt as abandoned first; the worker's own record then replaces it.
+    const attempts = await waitFor('the waiting job to be closed as lease_lost', async () => {
+      const closed = await env.store.listAttempts(ids[1]!);
+      return closed[0]?.outcome === 'lease_lost' ? closed : null;
+    });
 
     expect(gated.started).toEqual([ids[0]]);
     expect(events.of('lease:lost').find((event) => event.jobId === ids[1])).toMatchObject({
       reason: expect.stringMatching(/expired before a slot freed/),
     });
-    expect(await env.store.listAttempts(ids[1]!)).toEqual([expect.objectContaining({ attempt: 1, outcome: 'lease_lost' })]);
+    expect(attempts).toEqual([expect.objectContaining({ attempt: 1, outcome: 'lease_lost' })]);
   });
 
   /** Wraps the test's store to record its lease requests and, once `hold` is called, hold them until `letGo`. */

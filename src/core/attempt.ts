@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { AttemptAbort } from './attempt-abort.js';
-import { AttemptContext, attemptLogger } from './attempt-context.js';
+import { AttemptState, attemptLogger, jobContext } from './attempt-context.js';
 import { backoffDelayMs, DEFAULT_MAX_ATTEMPTS } from './backoff.js';
 import type { Clock } from './clock.js';
 import {
@@ -55,7 +55,7 @@ export async function runAttempt(
   const { job, lease } = leased;
   let performed = false;
   const startedAt = deps.clock();
-  let ctx: AttemptContext | undefined;
+  let state: AttemptState | undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
     const definition = deps.definitions.get(job.name);
@@ -64,11 +64,13 @@ export async function runAttempt(
         `no job definition named "${job.name}" is registered with this worker; add it to the worker's jobs, or deploy workers that have it before enqueueing it`,
       );
     }
-    let payload = decodePayload(definition, job.payload);
+    let payload = validatePayload(definition.name, definition.payload, job.payload);
     if (payload instanceof Promise) payload = await payload;
-    ctx = new AttemptContext(deps, leased, ref, abort, payload, describePrevious(leased));
-    if (ctx.previousAttempt?.effectsInDoubt.length) {
-      ctx.logger.warn({ previousAttempt: ctx.previousAttempt }, 'resuming after an attempt that left effects in doubt');
+    state = new AttemptState(deps, leased, ref, abort);
+    const previousAttempt = describePrevious(leased);
+    const ctx = jobContext(state, leased, payload, previousAttempt, abort);
+    if (previousAttempt?.effectsInDoubt.length) {
+      state.logger.warn({ previousAttempt }, 'resuming after an attempt that left effects in doubt');
     }
 
     if (definition.timeoutMs !== undefined) {
@@ -94,16 +96,16 @@ export async function runAttempt(
     // Failpoint: every effect is recorded done and the job is not committed yet.
     const paused = failpoint('after-ledger-before-commit');
     if (paused) await paused;
-    const committed = await deps.store.commit(lease, { resultJson, outcome, writes: ctx.writes });
+    const committed = await deps.store.commit(lease, { resultJson, outcome, writes: state.writes });
     if (!committed) {
-      await reportLeaseLost(deps, ref, ctx.logger, 'commit changed no row: the lease expired or another attempt owns the job');
+      await reportLeaseLost(deps, ref, state.logger, 'commit changed no row: the lease expired or another attempt owns the job');
       return 'lease_lost';
     }
     const durationMs = deps.clock() - startedAt;
     // Debug, not info: one line per successful job is most of a busy worker's log volume (and a fifth of
     // its CPU at 20,000 jobs/s), while every failure logs at warn or error. The worker's logger gets the
     // attempt's fields here rather than a child logger made for one line.
-    const madeLogger = ctx.loggerIfMade;
+    const madeLogger = state.loggerIfMade;
     if (madeLogger) madeLogger.debug({ durationMs, outcome }, 'job completed');
     else if (deps.logger.isLevelEnabled('debug')) {
       deps.logger.debug(
@@ -121,30 +123,15 @@ export async function runAttempt(
       onPerformed();
     }
     // An attempt that failed before its context existed (an unknown job, an invalid payload) has no logger yet.
-    const logger = ctx?.logger ?? attemptLogger(deps.logger, ref);
+    const logger = state?.logger ?? attemptLogger(deps.logger, ref);
     return settleError(deps, leased, ref, logger, toError(thrown), abort);
   }
 }
 
-/** The fields that name an attempt in events, logs and spans. */
+/** Returns the fields that name an attempt in events, logs and spans. */
 export function attemptRefOf(leased: LeasedJob): AttemptRef {
   const { job, lease } = leased;
   return { jobId: job.id, name: job.name, queue: job.queue, attempt: lease.attempt, leaseToken: lease.token };
-}
-
-/** The payload as the job's schema parses it; synchronous when the schema is. */
-function decodePayload(definition: JobDefinition<any, any>, stored: unknown): unknown {
-  try {
-    const decoded = validatePayload(definition.name, definition.payload, stored);
-    return decoded instanceof Promise ? decoded.catch((error: unknown) => schemaFailure(definition, error)) : decoded;
-  } catch (error) {
-    return schemaFailure(definition, error);
-  }
-}
-
-function schemaFailure(definition: JobDefinition<any, any>, error: unknown): never {
-  if (error instanceof InvalidPayloadError) throw error;
-  throw new InvalidPayloadError(`payload schema of job "${definition.name}" threw: ${describeError(toError(error))}`, definition.name);
 }
 
 async function settleError(

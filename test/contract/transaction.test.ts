@@ -64,6 +64,33 @@ describeEachStore('ctx.transaction', (env) => {
     expect(await notes().list(env.store)).toEqual(['taken apart']);
   });
 
+  it.skipIf(skip)('spreads a context into a copy', async () => {
+    const keys: string[][] = [];
+    const record = defineJob({
+      name: 'record-spread',
+      payload: z.object({ text: z.string() }),
+      perform: async (ctx) => {
+        keys.push(Object.keys(ctx));
+        // A handler may pass a copy with extra fields to its helpers: every member must come along.
+        const copy = { ...ctx, extra: true };
+        keys.push(Object.keys(copy));
+        copy.transaction((tx) => notes().insert(tx, copy.payload.text));
+        copy.logger.info('from the copy');
+        return copy.effect('send', (key) => `${key} ${copy.signal.aborted}`);
+      },
+    });
+    const job = await env.client.enqueue(record, { text: 'copied' });
+    await env.startWorker({ jobs: [record] });
+
+    const done = await waitForState(job.id, 'completed');
+    const members = ['jobId', 'name', 'queue', 'key', 'payload', 'attempt', 'maxAttempts', 'leaseToken', 'previousAttempt'];
+    const methods = ['signal', 'logger', 'effect', 'idempotencyKey', 'transaction'];
+    expect(done.result).toBe(`job-${job.id}:send false`);
+    expect(keys[0]).toEqual([...members, ...methods]);
+    expect(keys[1]).toEqual([...members, ...methods, 'extra']);
+    expect(await notes().list(env.store)).toEqual(['copied']);
+  });
+
   it.skipIf(skip)('writes nothing when the store refuses the commit of an expired lease', async () => {
     const jobId = await enqueueOne(env.store, { leaseMs: LEASE_MS });
     const leased = await leaseOne(env.store);

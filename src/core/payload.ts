@@ -1,5 +1,5 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { InvalidPayloadError, InvalidResultError } from './errors.js';
+import { describeError, InvalidPayloadError, InvalidResultError, toError } from './errors.js';
 
 /** Largest serialised payload accepted by default: 1 MiB. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
@@ -15,9 +15,26 @@ export function validatePayload<Output>(
   schema: StandardSchemaV1<unknown, Output>,
   value: unknown,
 ): Output | Promise<Output> {
-  const result = schema['~standard'].validate(value);
-  if (result instanceof Promise) return result.then((settled) => payloadOf(jobName, settled));
+  let result: StandardSchemaV1.Result<Output> | Promise<StandardSchemaV1.Result<Output>>;
+  try {
+    result = schema['~standard'].validate(value);
+  } catch (error) {
+    throw schemaThrew(jobName, error);
+  }
+  if (result instanceof Promise) {
+    return result.then(
+      (settled) => payloadOf(jobName, settled),
+      (error: unknown) => {
+        throw schemaThrew(jobName, error);
+      },
+    );
+  }
   return payloadOf(jobName, result);
+}
+
+/** Wraps what a throwing schema threw, so that the error names the job as a reported issue would. */
+function schemaThrew(jobName: string, error: unknown): InvalidPayloadError {
+  return new InvalidPayloadError(`payload schema of job "${jobName}" threw: ${describeError(toError(error))}`, jobName);
 }
 
 function payloadOf<Output>(jobName: string, result: StandardSchemaV1.Result<Output>): Output {

@@ -172,6 +172,28 @@ describeEachStore('enqueue', (env) => {
     expect(await countJobs(env.store)).toBe(0);
   });
 
+  it('names the job when its schema throws', async () => {
+    const exploding = defineJob({
+      name: 'exploding-schema',
+      payload: {
+        '~standard': {
+          version: 1,
+          vendor: 'test',
+          validate: (): never => {
+            throw new Error('schema exploded');
+          },
+        },
+      },
+      perform: () => null,
+    });
+
+    const error = await env.client.enqueue(exploding, {}).catch((thrown: unknown) => thrown);
+    expect(error).toBeInstanceOf(InvalidPayloadError);
+    expect((error as InvalidPayloadError).jobName).toBe('exploding-schema');
+    expect((error as Error).message).toBe('payload schema of job "exploding-schema" threw: Error: schema exploded');
+    expect(await countJobs(env.store)).toBe(0);
+  });
+
   it('validates payloads with a valibot schema: the parsed output is stored, an invalid payload names the job and field', async () => {
     const job = await env.client.enqueue(receipt, { order: { id: ' ord-1 ', total: 12.5 } });
     expect((await env.store.getJob(job.id))?.payload).toEqual({ order: { id: 'ord-1', total: 12.5 } });

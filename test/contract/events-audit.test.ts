@@ -37,6 +37,9 @@ describeEachStore('events and logs', (env) => {
     await waitForState(job.id, 'retryable');
     env.clock.advance(100);
     await waitForState(job.id, 'failed');
+    // Other connections read an outcome before it is flushed, and its event fires after the flush. Outcomes are
+    // flushed in order, so once the failure's event fired, the retry's has too.
+    await waitFor('the job:failed event', () => events.of('job:failed').length > 0 || null);
 
     expect(events.of('job:retry')).toEqual([
       expect.objectContaining({ jobId: job.id, name: 'failing', attempt: 1, error: 'Error: upstream 503', retryAt: expect.any(Number) }),

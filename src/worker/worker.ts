@@ -413,7 +413,7 @@ export class Worker extends VouchEventEmitter {
     held.done = this.settleAttempt(held, abort, freeSlot, attemptRefOf(leased));
   }
 
-  /** Runs the attempt and, however it ends, frees its slot and forgets its lease. One async call, not a chain of promises, per job. */
+  /** Runs the attempt and, however it ends, frees its slot and drops its lease from heldLeases: one async call per job, not a chain of promises. */
   private async settleAttempt(
     held: HeldLease,
     abort: AttemptAbort,

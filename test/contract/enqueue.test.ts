@@ -172,7 +172,7 @@ describeEachStore('enqueue', (env) => {
     expect(await countJobs(env.store)).toBe(0);
   });
 
-  it('names the job when its schema throws', async () => {
+  it('names the job of a throwing schema', async () => {
     const exploding = defineJob({
       name: 'exploding-schema',
       payload: {

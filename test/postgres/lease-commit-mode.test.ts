@@ -71,7 +71,7 @@ describe.skipIf(clusterProblem !== null)('postgres: how a lease commits', () => 
     expect(leaseFlushes).toBeLessThan(10);
   });
 
-  it('keeps the setting inside the lease transaction', async () => {
+  it('keeps the setting in its transaction', async () => {
     const store = openStore(1);
     try {
       await store.enqueue([newJob()]);

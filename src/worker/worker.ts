@@ -472,14 +472,7 @@ export class Worker extends VouchEventEmitter {
     try {
       const released = await this.store.release(lease, reason);
       if (released) {
-        this.emit('job:released', {
-          jobId: job.id,
-          name: job.name,
-          queue: job.queue,
-          attempt: lease.attempt,
-          leaseToken: lease.token,
-          reason,
-        });
+        this.emit('job:released', { ...attemptRefOf(held.leased), reason });
       }
     } catch (thrown) {
       const error = toError(thrown);
@@ -528,8 +521,8 @@ export class Worker extends VouchEventEmitter {
     const index = held.queue.ready.indexOf(held);
     if (index === -1) return;
     held.queue.ready.splice(index, 1);
-    const { job, lease } = held.leased;
-    const ref = { jobId: job.id, name: job.name, queue: job.queue, attempt: lease.attempt, leaseToken: lease.token };
+    const { lease } = held.leased;
+    const ref = attemptRefOf(held.leased);
     this.logger.error({ ...ref, reason }, 'lease lost before the attempt started');
     this.emit('lease:lost', { ...ref, reason });
     this.store

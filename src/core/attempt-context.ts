@@ -75,27 +75,25 @@ type Effect = JobContext<unknown>['effect'];
 type IdempotencyKey = JobContext<unknown>['idempotencyKey'];
 type Transaction = JobContext<unknown>['transaction'];
 
-/** The accessors every HandlerContext gets, with getters shared by all of them. Set in the class's static block. */
-let CONTEXT_ACCESSORS: PropertyDescriptorMap;
+/** The two accessors every HandlerContext gets, with getters shared by all of them. Set in the class's static block. */
+let SIGNAL: PropertyDescriptor;
+let LOGGER: PropertyDescriptor;
 
 /**
  * The context a handler receives. Its own enumerable properties are exactly
- * the JobContext members, so destructuring it, spreading it
- * (`{ ...ctx, extra }`) and logging it show those and nothing else.
+ * the JobContext members, in the order JobContext lists them, so
+ * destructuring it, spreading it (`{ ...ctx, extra }`) and logging it show
+ * those and nothing else, and a member taken off it still works.
  *
- * The five members that need state (signal, logger, effect, idempotencyKey,
- * transaction) are own accessors whose getters every context shares. V8
- * keeps an object literal with getters in its slow dictionary mode, which
- * cost 1.3 KB per job, and closures made in the constructor would be made
- * for every job whether its handler uses them or not. The methods are bound
- * on first read, so they also work when taken off the context.
+ * `signal` and `logger` are own accessors with getters that every context
+ * shares, since both are made on first read (see AttemptAbort and
+ * AttemptState). The three methods are closures over the attempt's state.
+ * Measured on Node 22, building a context this way takes about 160 ns. With
+ * all five as accessors it took 580 ns, since each Object.defineProperty
+ * costs some 65 ns and a closure a few. An object literal with getters took
+ * 500 ns, because V8 keeps it in its slow dictionary mode.
  */
 class HandlerContext implements JobContext<unknown> {
-  declare readonly signal: AbortSignal;
-  declare readonly logger: Logger;
-  declare readonly effect: Effect;
-  declare readonly idempotencyKey: IdempotencyKey;
-  declare readonly transaction: Transaction;
   readonly jobId: string;
   readonly name: string;
   readonly queue: string;
@@ -105,11 +103,14 @@ class HandlerContext implements JobContext<unknown> {
   readonly maxAttempts: number;
   readonly leaseToken: string;
   readonly previousAttempt: PreviousAttempt | null;
+  // Declared, not initialized, so that they become own properties after signal and logger.
+  declare readonly signal: AbortSignal;
+  declare readonly logger: Logger;
+  declare readonly effect: Effect;
+  declare readonly idempotencyKey: IdempotencyKey;
+  declare readonly transaction: Transaction;
   readonly #state: AttemptState;
   readonly #abort: AttemptAbort;
-  #effect: Effect | undefined;
-  #idempotencyKey: IdempotencyKey | undefined;
-  #transaction: Transaction | undefined;
 
   constructor(state: AttemptState, leased: LeasedJob, payload: unknown, previousAttempt: PreviousAttempt | null, abort: AttemptAbort) {
     const { job, lease } = leased;
@@ -124,47 +125,25 @@ class HandlerContext implements JobContext<unknown> {
     this.previousAttempt = previousAttempt;
     this.#state = state;
     this.#abort = abort;
-    Object.defineProperties(this, CONTEXT_ACCESSORS);
+    Object.defineProperty(this, 'signal', SIGNAL);
+    Object.defineProperty(this, 'logger', LOGGER);
+    this.effect = <T>(name: string, fn: (idempotencyKey: string) => Promise<T> | T, options?: EffectOptions<T>) =>
+      state.effect(name, fn, options);
+    this.idempotencyKey = (name: string) => state.idempotencyKey(name);
+    this.transaction = (fn) => state.transaction(fn as (tx: unknown) => unknown);
   }
 
   static {
-    CONTEXT_ACCESSORS = {
-      signal: {
-        enumerable: true,
-        get(this: HandlerContext) {
-          return this.#abort.signal;
-        },
+    SIGNAL = {
+      enumerable: true,
+      get(this: HandlerContext) {
+        return this.#abort.signal;
       },
-      logger: {
-        enumerable: true,
-        get(this: HandlerContext) {
-          return this.#state.logger;
-        },
-      },
-      effect: {
-        enumerable: true,
-        get(this: HandlerContext) {
-          const state = this.#state;
-          this.#effect ??= <T>(name: string, fn: (idempotencyKey: string) => Promise<T> | T, options?: EffectOptions<T>) =>
-            state.effect(name, fn, options);
-          return this.#effect;
-        },
-      },
-      idempotencyKey: {
-        enumerable: true,
-        get(this: HandlerContext) {
-          const state = this.#state;
-          this.#idempotencyKey ??= (name: string) => state.idempotencyKey(name);
-          return this.#idempotencyKey;
-        },
-      },
-      transaction: {
-        enumerable: true,
-        get(this: HandlerContext) {
-          const state = this.#state;
-          this.#transaction ??= (fn) => state.transaction(fn as (tx: unknown) => unknown);
-          return this.#transaction;
-        },
+    };
+    LOGGER = {
+      enumerable: true,
+      get(this: HandlerContext) {
+        return this.#state.logger;
       },
     };
   }

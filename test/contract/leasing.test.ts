@@ -305,4 +305,40 @@ describeEachStore('leasing and fencing', (env) => {
     expect((await env.store.getJob(waiting))?.state).toBe('cancelled');
     expect(await env.store.cancel('123456789')).toBe(false);
   });
+
+  it('counts the jobs in each state', async () => {
+    const ids: Record<string, string[]> = {};
+    const put = (state: string, id: string) => {
+      ids[state] = [...(ids[state] ?? []), id];
+    };
+    for (let index = 0; index < 6; index += 1) await enqueueOne(env.store);
+    const leased = await env.store.lease({ queue: 'default', limit: 6, workerId: 'w' });
+    const states = ['completed', 'completed', 'failed', 'retryable', 'running', 'running'];
+    expect(leased).toHaveLength(states.length);
+    for (const [index, { lease }] of leased.entries()) {
+      const state = states[index] as string;
+      if (state === 'completed') expect(await env.store.commit(lease, COMPLETION)).toBe(true);
+      if (state === 'failed') expect(await env.store.fail(lease, { error: 'boom', retryAt: null })).toBe(true);
+      if (state === 'retryable') expect(await env.store.fail(lease, { error: 'boom', retryAt: env.clock.now() + 60_000 })).toBe(true);
+      put(state, lease.jobId);
+    }
+    put('scheduled', await enqueueOne(env.store, { runAt: env.clock.now() + 60_000 }));
+    for (let index = 0; index < 3; index += 1) put('available', await enqueueOne(env.store));
+    const cancelled = await enqueueOne(env.store, { runAt: env.clock.now() + 60_000 });
+    expect(await env.store.cancel(cancelled)).toBe(true);
+    put('cancelled', cancelled);
+
+    for (const [state, jobIds] of Object.entries(ids)) {
+      for (const id of jobIds) expect((await env.store.getJob(id))?.state, `job ${id}`).toBe(state);
+    }
+    expect(await env.store.countByState()).toEqual({
+      scheduled: 1,
+      available: 3,
+      running: 2,
+      retryable: 1,
+      completed: 2,
+      failed: 1,
+      cancelled: 1,
+    });
+  });
 });

@@ -66,14 +66,14 @@ function formatIssuePath(path: StandardSchemaV1.Issue['path']): string {
  * Map, Set, Buffer, class instances). `what` names the value in errors.
  */
 export function serializeJson(jobName: string, what: string, value: unknown, maxBytes = Number.POSITIVE_INFINITY): string {
-  assertJsonSafe(jobName, what, value, '', new Set());
+  assertJsonSafe(jobName, what, value, '');
   return stringifyWithin(jobName, what, value, maxBytes);
 }
 
 /** Serialises a job or effect result, throwing InvalidResultError for what JSON cannot store. */
 export function serializeResult(jobName: string, what: string, value: unknown): string {
   try {
-    assertJsonSafe(jobName, what, value, '', new Set());
+    assertJsonSafe(jobName, what, value, '');
   } catch (error) {
     throw new InvalidResultError((error as Error).message, { cause: error });
   }
@@ -93,52 +93,80 @@ function stringifyWithin(jobName: string, what: string, value: unknown, maxBytes
   return text;
 }
 
-function assertJsonSafe(jobName: string, what: string, value: unknown, path: string, ancestors: Set<object>): void {
-  const where = path || '(root)';
-  const reject = (problem: string, fix = 'Convert it to a string, number, boolean, null, array or plain object.'): never => {
-    throw new InvalidPayloadError(`${what} of job "${jobName}" cannot be stored as JSON: ${where} ${problem}. ${fix}`, jobName, [
-      { path, message: problem },
-    ]);
-  };
+/** Throws the error for a value that JSON cannot store, at `path` within the payload or result. */
+function unsafeJson(
+  jobName: string,
+  what: string,
+  path: string,
+  problem: string,
+  fix = 'Convert it to a string, number, boolean, null, array or plain object.',
+): never {
+  throw new InvalidPayloadError(`${what} of job "${jobName}" cannot be stored as JSON: ${path || '(root)'} ${problem}. ${fix}`, jobName, [
+    { path, message: problem },
+  ]);
+}
 
+/**
+ * Checks a value, and everything in it, for what JSON would change or drop.
+ * `ancestors` are the objects on the path to it, kept to find cycles. The Set
+ * is made at the first object, so a primitive (a null result, the usual one)
+ * costs none.
+ */
+function assertJsonSafe(jobName: string, what: string, value: unknown, path: string, ancestors?: Set<object>): void {
   switch (typeof value) {
     case 'string':
     case 'boolean':
       return;
     case 'number':
-      if (!Number.isFinite(value)) reject(`is ${value}`, 'JSON has no NaN or Infinity: pass null, or a string that the handler parses.');
+      if (!Number.isFinite(value))
+        unsafeJson(jobName, what, path, `is ${value}`, 'JSON has no NaN or Infinity: pass null, or a string that the handler parses.');
       return;
     case 'bigint':
-      reject('is a BigInt', 'Pass it as a string, such as value.toString(), and parse it with BigInt() in the handler.');
+      unsafeJson(
+        jobName,
+        what,
+        path,
+        'is a BigInt',
+        'Pass it as a string, such as value.toString(), and parse it with BigInt() in the handler.',
+      );
       return;
     case 'function':
-      reject('is a function');
+      unsafeJson(jobName, what, path, 'is a function');
       return;
     case 'symbol':
-      reject('is a symbol');
+      unsafeJson(jobName, what, path, 'is a symbol');
       return;
     case 'undefined':
-      reject('is undefined');
+      unsafeJson(jobName, what, path, 'is undefined');
       return;
   }
   if (value === null) return;
 
   const object = value as object;
+  ancestors ??= new Set();
   if (ancestors.has(object))
-    reject('refers back to itself (a cycle)', 'Pass a copy without the back reference, for example an id in its place.');
+    unsafeJson(
+      jobName,
+      what,
+      path,
+      'refers back to itself (a cycle)',
+      'Pass a copy without the back reference, for example an id in its place.',
+    );
   // A Date, Map, Set, Buffer or class instance comes back from JSON as a string or a plain object.
   // The handler or a retry would then see another type than the caller passed, so these are rejected.
   const prototype = Object.getPrototypeOf(object);
   if (!Array.isArray(object) && prototype !== Object.prototype && prototype !== null) {
     const type = prototype?.constructor?.name || 'an object with a custom prototype';
-    if (object instanceof Date) reject('is a Date, which JSON stores as a string', 'Pass date.toISOString() and parse it in the handler.');
-    reject(`is a ${type}, which JSON does not store as one`, 'Convert it to a plain object or array.');
+    if (object instanceof Date)
+      unsafeJson(jobName, what, path, 'is a Date, which JSON stores as a string', 'Pass date.toISOString() and parse it in the handler.');
+    unsafeJson(jobName, what, path, `is a ${type}, which JSON does not store as one`, 'Convert it to a plain object or array.');
   }
   ancestors.add(object);
   if (Array.isArray(object)) {
-    for (const [index, item] of object.entries()) assertJsonSafe(jobName, what, item, `${path}[${index}]`, ancestors);
+    for (let index = 0; index < object.length; index += 1) assertJsonSafe(jobName, what, object[index], `${path}[${index}]`, ancestors);
   } else {
-    for (const [key, item] of Object.entries(object)) {
+    for (const key of Object.keys(object)) {
+      const item = (object as Record<string, unknown>)[key];
       // JSON.stringify drops undefined object fields; that is the usual meaning of an absent field, so it is allowed.
       if (item === undefined) continue;
       assertJsonSafe(jobName, what, item, path ? `${path}.${key}` : key, ancestors);

@@ -37,94 +37,126 @@ export interface AttemptDependencies {
 export type AttemptResult = 'completed' | 'retry' | 'failed' | 'released' | 'lease_lost';
 
 /**
+ * What the caller of runAttempt learns while an attempt runs. One object
+ * serves every attempt of a worker, and `context` identifies the attempt,
+ * so that an attempt makes no closures of its own for them.
+ */
+export interface AttemptHooks<C> {
+  /**
+   * Called once, when the handler (and verify) returned or threw and before
+   * the outcome is written, so that the slot can take the next job.
+   */
+  performed(context: C): void;
+  /** Called once, when the attempt is over, whether or not its outcome could be written. */
+  ended(context: C): void;
+}
+
+/**
  * Runs one attempt through its steps: resume, perform, verify, commit, and on
  * error retry or fail. The lease step happened before, in the worker.
  *
  * `abort` is shared with the worker: it aborts it when a heartbeat finds the
- * lease lost or when shutdown runs out of grace. `onPerformed` is called
- * once, when the handler (and verify) returned or threw and before the
- * outcome is written, so the worker can give the slot to the next job.
+ * lease lost or when shutdown runs out of grace. The promise never rejects:
+ * it resolves with undefined when the outcome could not be written (the store
+ * failed), which is logged and emitted as a worker:error here, and the job is
+ * recovered when its lease expires. All of it runs in this one async
+ * function, since each async frame an attempt keeps while its commit reaches
+ * the disk is memory that the garbage collector copies.
  */
-export async function runAttempt(
+export async function runAttempt<C>(
   deps: AttemptDependencies,
   leased: LeasedJob,
   abort: AttemptAbort,
-  onPerformed: () => void = () => {},
-  ref: AttemptRef = attemptRefOf(leased),
-): Promise<AttemptResult> {
+  ref: AttemptRef,
+  hooks: AttemptHooks<C>,
+  context: C,
+): Promise<AttemptResult | undefined> {
   const { job, lease } = leased;
   let performed = false;
   const startedAt = deps.clock();
   let state: AttemptState | undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
-    const definition = deps.definitions.get(job.name);
-    if (!definition) {
-      throw new UnknownJobError(
-        `no job definition named "${job.name}" is registered with this worker; add it to the worker's jobs, or deploy workers that have it before enqueueing it`,
-      );
-    }
-    let payload = validatePayload(definition.name, definition.payload, job.payload);
-    if (payload instanceof Promise) payload = await payload;
-    state = new AttemptState(deps, leased, ref, abort);
-    const previousAttempt = describePrevious(leased);
-    const ctx = jobContext(state, leased, payload, previousAttempt, abort);
-    if (previousAttempt?.effectsInDoubt.length) {
-      state.logger.warn({ previousAttempt }, 'resuming after an attempt that left effects in doubt');
-    }
-
-    if (definition.timeoutMs !== undefined) {
-      const timeoutMs = definition.timeoutMs;
-      timer = setTimeout(() => abort.abort(new AttemptTimeoutError(`attempt timed out after ${timeoutMs} ms`)), timeoutMs);
-    }
-
-    const result = await abort.race(definition.perform(ctx));
-    let outcome: 'succeeded' | 'verified' = 'succeeded';
-    if (definition.verify) {
-      const confirmed = await abort.race(definition.verify(ctx, result));
-      if (confirmed !== true) {
-        throw new VerificationError(`verify did not confirm the outcome of job "${job.name}" (it returned ${String(confirmed)})`);
+    try {
+      const definition = deps.definitions.get(job.name);
+      if (!definition) {
+        throw new UnknownJobError(
+          `no job definition named "${job.name}" is registered with this worker; add it to the worker's jobs, or deploy workers that have it before enqueueing it`,
+        );
       }
-      outcome = 'verified';
-    }
-    abort.throwIfAborted();
-    clearTimeout(timer);
-    performed = true;
-    onPerformed();
+      let payload = validatePayload(definition.name, definition.payload, job.payload);
+      if (payload instanceof Promise) payload = await payload;
+      state = new AttemptState(deps, leased, ref, abort);
+      const previousAttempt = describePrevious(leased);
+      const ctx = jobContext(state, leased, payload, previousAttempt, abort);
+      if (previousAttempt?.effectsInDoubt.length) {
+        state.logger.warn({ previousAttempt }, 'resuming after an attempt that left effects in doubt');
+      }
 
-    const resultJson = serializeResult(job.name, 'result', result ?? null);
-    // Failpoint: every effect is recorded done and the job is not committed yet.
-    const paused = failpoint('after-ledger-before-commit');
-    if (paused) await paused;
-    const committed = await deps.store.commit(lease, { resultJson, outcome, writes: state.writes });
-    if (!committed) {
-      await reportLeaseLost(deps, ref, state.logger, 'commit changed no row: the lease expired or another attempt owns the job');
-      return 'lease_lost';
-    }
-    const durationMs = deps.clock() - startedAt;
-    // Debug, not info: one line per successful job is most of a busy worker's log volume (and a fifth of
-    // its CPU at 20,000 jobs/s), while every failure logs at warn or error. The worker's logger gets the
-    // attempt's fields here rather than a child logger made for one line.
-    const madeLogger = state.loggerIfMade;
-    if (madeLogger) madeLogger.debug({ durationMs, outcome }, 'job completed');
-    else if (deps.logger.isLevelEnabled('debug')) {
-      deps.logger.debug(
-        { jobId: job.id, job: job.name, attempt: lease.attempt, leaseToken: lease.token, durationMs, outcome },
-        'job completed',
-      );
-    }
-    // Without a listener, the event object would be made for nothing once per job.
-    if (deps.events.listenerCount('job:completed') > 0) deps.events.emit('job:completed', { ...ref, durationMs });
-    return 'completed';
-  } catch (thrown) {
-    clearTimeout(timer);
-    if (!performed) {
+      if (definition.timeoutMs !== undefined) {
+        const timeoutMs = definition.timeoutMs;
+        timer = setTimeout(() => abort.abort(new AttemptTimeoutError(`attempt timed out after ${timeoutMs} ms`)), timeoutMs);
+      }
+
+      const result = await abort.race(definition.perform(ctx));
+      let outcome: 'succeeded' | 'verified' = 'succeeded';
+      if (definition.verify) {
+        const confirmed = await abort.race(definition.verify(ctx, result));
+        if (confirmed !== true) {
+          throw new VerificationError(`verify did not confirm the outcome of job "${job.name}" (it returned ${String(confirmed)})`);
+        }
+        outcome = 'verified';
+      }
+      abort.throwIfAborted();
+      clearTimeout(timer);
       performed = true;
-      onPerformed();
+      hooks.performed(context);
+
+      const resultJson = serializeResult(job.name, 'result', result ?? null);
+      // Failpoint: every effect is recorded done and the job is not committed yet.
+      const paused = failpoint('after-ledger-before-commit');
+      if (paused) await paused;
+      const committed = await deps.store.commit(lease, { resultJson, outcome, writes: state.writes });
+      if (!committed) {
+        await reportLeaseLost(deps, ref, state.logger, 'commit changed no row: the lease expired or another attempt owns the job');
+        return 'lease_lost';
+      }
+      const durationMs = deps.clock() - startedAt;
+      // Debug, not info: one line per successful job is most of a busy worker's log volume (and a fifth of
+      // its CPU at 20,000 jobs/s), while every failure logs at warn or error. The worker's logger gets the
+      // attempt's fields here rather than a child logger made for one line.
+      const madeLogger = state.loggerIfMade;
+      if (madeLogger) madeLogger.debug({ durationMs, outcome }, 'job completed');
+      else if (deps.logger.isLevelEnabled('debug')) {
+        deps.logger.debug(
+          { jobId: job.id, job: job.name, attempt: lease.attempt, leaseToken: lease.token, durationMs, outcome },
+          'job completed',
+        );
+      }
+      // Without a listener, the event object would be made for nothing once per job.
+      if (deps.events.listenerCount('job:completed') > 0) deps.events.emit('job:completed', { ...ref, durationMs });
+      return 'completed';
+    } catch (thrown) {
+      clearTimeout(timer);
+      if (!performed) {
+        performed = true;
+        hooks.performed(context);
+      }
+      // An attempt that failed before its context existed (an unknown job, an invalid payload) has no logger yet.
+      const logger = state?.logger ?? attemptLogger(deps.logger, ref);
+      return await settleError(deps, leased, ref, logger, toError(thrown), abort);
     }
-    // An attempt that failed before its context existed (an unknown job, an invalid payload) has no logger yet.
-    const logger = state?.logger ?? attemptLogger(deps.logger, ref);
-    return settleError(deps, leased, ref, logger, toError(thrown), abort);
+  } catch (thrown) {
+    // The outcome could not be written; the lease will expire and the sweep recovers the job.
+    const error = toError(thrown);
+    deps.logger.error(
+      { error: errorForLog(error), jobId: ref.jobId, attempt: ref.attempt, leaseToken: ref.leaseToken },
+      'could not record the outcome of an attempt; its job will be recovered when the lease expires',
+    );
+    deps.events.emit('worker:error', { loop: 'commit', error });
+    return undefined;
+  } finally {
+    hooks.ended(context);
   }
 }
 

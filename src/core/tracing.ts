@@ -27,7 +27,7 @@ const FAILED_RESULTS: ReadonlySet<AttemptResult> = new Set(['retry', 'failed', '
  * the handler's own spans (HTTP calls, queries) nest under it. Without a
  * registered tracer provider the API hands out no-op spans.
  */
-export function traceAttempt(ref: AttemptRef, run: () => Promise<AttemptResult>): Promise<AttemptResult> {
+export function traceAttempt(ref: AttemptRef, run: () => Promise<AttemptResult | undefined>): Promise<AttemptResult | undefined> {
   // Without a provider, a no-op span still costs a context, a span and a promise per job.
   // The check runs per attempt, so a provider registered later is used from then on.
   if (!tracingRegistered()) return run();
@@ -43,8 +43,10 @@ export function traceAttempt(ref: AttemptRef, run: () => Promise<AttemptResult>)
   return tracer.startActiveSpan(`vouch.attempt ${ref.name}`, { kind: SpanKind.CONSUMER, attributes }, async (span) => {
     try {
       const result = await run();
-      span.setAttribute('vouch.attempt.result', result);
-      if (FAILED_RESULTS.has(result)) span.setStatus({ code: SpanStatusCode.ERROR, message: result });
+      // undefined: the store failed and the outcome was not written (runAttempt logged it).
+      span.setAttribute('vouch.attempt.result', result ?? 'unrecorded');
+      if (result === undefined || FAILED_RESULTS.has(result))
+        span.setStatus({ code: SpanStatusCode.ERROR, message: result ?? 'unrecorded' });
       return result;
     } catch (error) {
       span.recordException(error instanceof Error ? error : String(error));
@@ -57,7 +59,7 @@ export function traceAttempt(ref: AttemptRef, run: () => Promise<AttemptResult>)
 }
 
 /** Tells whether the application registered a tracer provider. The API's default proxy has no delegate until then. */
-function tracingRegistered(): boolean {
+export function tracingRegistered(): boolean {
   const registry = (globalThis as Record<symbol, { trace?: unknown } | undefined>)[REGISTRY];
   if (registry?.trace === undefined) return false;
   const { trace, ProxyTracerProvider } = openTelemetry();

@@ -1,17 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { type AttemptDependencies, type AttemptResult, attemptRefOf, runAttempt } from '../core/attempt.js';
+import { type AttemptDependencies, type AttemptHooks, type AttemptResult, attemptRefOf, runAttempt } from '../core/attempt.js';
 import { AttemptAbort } from '../core/attempt-abort.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { ConfigurationError, LeaseLostError, ShutdownError, toError } from '../core/errors.js';
-import { type AttemptRef, VouchEventEmitter } from '../core/events.js';
+import { VouchEventEmitter } from '../core/events.js';
 import { failpoint } from '../core/failpoints.js';
 import { DEFAULT_LEASE_MS, type JobDefinition } from '../core/job-definition.js';
 import { errorForLog } from '../core/log-error.js';
 import { createDefaultLogger } from '../core/logger.js';
 import type { LeasedJob, Store } from '../core/store.js';
-import { traceAttempt } from '../core/tracing.js';
+import { traceAttempt, tracingRegistered } from '../core/tracing.js';
 import { PrefetchSizer } from './prefetch-sizer.js';
 import { WakeSignal } from './wake-signal.js';
 import type { WorkerOptions } from './worker-options.js';
@@ -27,7 +27,10 @@ interface HeldLease {
   leasedAt: number;
   /** Abort handle, set when the attempt starts. A lease still waiting for a slot has none. */
   abort: AttemptAbort | undefined;
+  /** The running attempt; it never rejects (see runAttempt). */
   done: Promise<AttemptResult | undefined> | undefined;
+  /** True once the attempt's handler returned and its slot went to the next job. */
+  slotFree: boolean;
 }
 
 interface QueueState {
@@ -97,6 +100,11 @@ export class Worker extends VouchEventEmitter {
   private unsubscribe: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
   private readonly attemptDependencies: AttemptDependencies;
+  /** The one set of hooks every attempt of this worker reports to, with its HeldLease as the context. */
+  private readonly attemptHooks: AttemptHooks<HeldLease> = {
+    performed: (held) => this.freeSlot(held),
+    ended: (held) => this.attemptEnded(held),
+  };
   private sweeping = false;
   private heartbeating = false;
 
@@ -308,6 +316,7 @@ export class Worker extends VouchEventEmitter {
           leasedAt: renewedAt,
           abort: undefined,
           done: undefined,
+          slotFree: false,
         };
         this.heldLeases.set(job.job.id, held);
         queue.ready.push(held);
@@ -401,43 +410,31 @@ export class Worker extends VouchEventEmitter {
     held.abort = abort;
     queue.performing += 1;
     queue.starts += 1;
-    let slotFree = false;
-    const freeSlot = () => {
-      if (slotFree) return;
-      slotFree = true;
-      queue.performing -= 1;
-      queue.settling += 1;
-      this.startReady(queue);
-      queue.signal.notify();
-    };
-    held.done = this.settleAttempt(held, abort, freeSlot, attemptRefOf(leased));
+    const ref = attemptRefOf(leased);
+    // Without a tracer provider, the attempt runs without the closure and the span's async frame.
+    held.done = tracingRegistered()
+      ? traceAttempt(ref, () => runAttempt(this.attemptDependencies, leased, abort, ref, this.attemptHooks, held))
+      : runAttempt(this.attemptDependencies, leased, abort, ref, this.attemptHooks, held);
   }
 
-  /** Runs the attempt and, however it ends, frees its slot and drops its lease from heldLeases: one async call per job, not a chain of promises. */
-  private async settleAttempt(
-    held: HeldLease,
-    abort: AttemptAbort,
-    freeSlot: () => void,
-    ref: AttemptRef,
-  ): Promise<AttemptResult | undefined> {
-    const { leased, queue } = held;
-    try {
-      return await traceAttempt(ref, () => runAttempt(this.attemptDependencies, leased, abort, freeSlot, ref));
-    } catch (thrown) {
-      // The outcome could not be written; the lease will expire and the sweep recovers the job.
-      const error = toError(thrown);
-      this.logger.error(
-        { error: errorForLog(error), jobId: ref.jobId, attempt: ref.attempt, leaseToken: ref.leaseToken },
-        'could not record the outcome of an attempt; its job will be recovered when the lease expires',
-      );
-      this.emit('worker:error', { loop: 'commit', error });
-      return undefined;
-    } finally {
-      freeSlot();
-      queue.settling -= 1;
-      this.forget(held);
-      if (queue.settling === queue.capacity) queue.signal.notify();
-    }
+  /** Gives the attempt's slot to the next ready job. Called once its handler returned, and again, doing nothing, when it ends. */
+  private freeSlot(held: HeldLease): void {
+    if (held.slotFree) return;
+    held.slotFree = true;
+    const { queue } = held;
+    queue.performing -= 1;
+    queue.settling += 1;
+    this.startReady(queue);
+    queue.signal.notify();
+  }
+
+  /** However the attempt ended, frees its slot and drops its lease from heldLeases. */
+  private attemptEnded(held: HeldLease): void {
+    this.freeSlot(held);
+    const { queue } = held;
+    queue.settling -= 1;
+    this.forget(held);
+    if (queue.settling === queue.capacity) queue.signal.notify();
   }
 
   private forget(held: HeldLease): void {

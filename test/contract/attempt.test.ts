@@ -4,6 +4,8 @@ import { AttemptTimeoutError, PermanentError } from '../../src/core/errors.js';
 import { defineJob } from '../../src/core/job-definition.js';
 import type { JobState } from '../../src/core/states.js';
 import { describeEachStore } from '../support/contract.js';
+import { capturingLogger, LEVEL } from '../support/logs.js';
+import { withFailingOutcomeWrites } from '../support/store-hooks.js';
 import { sleep, waitFor } from '../support/wait.js';
 
 const empty = z.object({});
@@ -233,6 +235,46 @@ describeEachStore('the attempt', (env) => {
     const failed = await waitForState(job.id, 'failed', 1);
     expect(failed.lastError).toMatch(/invalid payload for job "evolving": id/);
     expect(events.of('payload:rejected')).toEqual([expect.objectContaining({ jobId: job.id })]);
+  });
+
+  it('reports an outcome the store could not write', async () => {
+    // A hook stands for the failing store: neither real store can be made to fail its writes on cue
+    // while its reads go on working.
+    const storeError = new Error('disk I/O error');
+    const performed: number[] = [];
+    const job = defineJob({
+      name: 'unrecorded',
+      payload: z.object({ n: z.number() }),
+      perform: (ctx) => {
+        performed.push(ctx.payload.n);
+        return null;
+      },
+    });
+    const first = await env.client.enqueue(job, { n: 1 });
+    await env.client.enqueue(job, { n: 2 });
+    const { logger, lines } = capturingLogger();
+    const { worker, events } = await env.startWorker({
+      jobs: [job],
+      concurrency: 1,
+      store: withFailingOutcomeWrites(env.store, storeError),
+      logger,
+    });
+
+    // With one slot, the second job runs only if the first attempt gave its slot back.
+    await waitFor('both jobs to be performed and their leases dropped', async () => performed.length === 2 && worker.activeCount === 0);
+    expect(performed).toEqual([1, 2]);
+
+    const errors = events.of('worker:error');
+    expect(errors.map((event) => event.loop)).toEqual(['commit', 'commit']);
+    expect(errors[0]?.error).toBe(storeError);
+    const logged = lines.filter((line) => line.level === LEVEL.error && line.jobId === first.id);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatchObject({ attempt: 1, msg: expect.stringContaining('could not record the outcome') });
+    expect(logged[0]?.leaseToken).toEqual(expect.any(String));
+    expect(events.of('job:completed')).toEqual([]);
+
+    // Nothing was written: the job stays running until its lease expires and the sweep recovers it.
+    expect((await env.store.getJob(first.id))?.state).toBe('running');
   });
 });
 

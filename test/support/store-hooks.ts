@@ -25,6 +25,17 @@ export function withCommitHook(
   );
 }
 
+/**
+ * Returns `store` with its commit and fail calls rejecting with `error`, as
+ * they would on a store whose disk is full or whose connection dropped.
+ */
+export function withFailingOutcomeWrites(store: Store<any>, error: Error): Store<any> {
+  const failing = async () => {
+    throw error;
+  };
+  return hooked(hooked(store, 'commit', failing), 'fail', failing);
+}
+
 /** Returns a proxy of `store` whose method `name` is `replacement`. */
 function hooked(store: Store<any>, name: keyof Store<any>, replacement: (...args: any[]) => Promise<unknown>): Store<any> {
   return new Proxy(store, {

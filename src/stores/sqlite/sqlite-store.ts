@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { closeSync, constants, existsSync, type FSWatcher, openSync, realpathSync, statSync, watch, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
@@ -63,13 +64,16 @@ export interface SqliteStoreOptions {
 /** The connection that ctx.transaction callbacks receive on SQLite. Callbacks must be synchronous. */
 export type SqliteTransaction = Database;
 
-/** The columns a lease returns, in the order leasedJobRecord reads them. */
+/**
+ * The columns a lease reads before it updates the rows, in the order
+ * leasedJobRecord reads them. The queue is the lease's own, and attempt,
+ * lease token and expiry are computed as the update sets them.
+ */
 const LEASED_COLUMNS =
-  'id, name, queue, key, payload, priority, attempt, max_attempts, lease_ms, run_at, created_at, finished_at, result, last_error, lease_token, lease_expires_at';
+  'id, name, key, payload, priority, attempt, max_attempts, lease_ms, run_at, created_at, finished_at, result, last_error';
 type LeasedRow = [
   id: number,
   name: string,
-  queue: string,
   key: string | null,
   payload: string,
   priority: number,
@@ -81,31 +85,33 @@ type LeasedRow = [
   finishedAt: number | null,
   result: string | null,
   lastError: string | null,
-  leaseToken: string,
-  leaseExpiresAt: number,
 ];
 
-/** Builds the record of a job that this lease has just set running for `workerId`. */
-function leasedJobRecord(row: LeasedRow, workerId: string): JobRecord {
+/**
+ * Builds the record of a job read by a lease, as the lease's update leaves it:
+ * running for `workerId`, one attempt further, with the lease's token for it
+ * (`tokenPrefix` and the job id) and its lease expiring `lease_ms` after `now`.
+ */
+function leasedJobRecord(row: LeasedRow, queue: string, workerId: string, tokenPrefix: string, now: number): JobRecord {
   // Indexed reads: destructuring an array goes through its iterator, which allocated about 90 bytes per job.
   return {
     id: String(row[0]),
     name: row[1],
-    queue: row[2],
-    key: row[3],
-    payload: parseStoredJson(row[4]),
+    queue,
+    key: row[2],
+    payload: parseStoredJson(row[3]),
     state: 'running',
-    priority: row[5],
-    attempt: row[6],
-    maxAttempts: row[7],
-    leaseMs: row[8],
-    runAt: row[9],
-    createdAt: row[10],
-    finishedAt: row[11],
-    result: parseStoredJson(row[12]),
-    lastError: row[13],
-    leaseToken: row[14],
-    leaseExpiresAt: row[15],
+    priority: row[4],
+    attempt: row[5] + 1,
+    maxAttempts: row[6],
+    leaseMs: row[7],
+    runAt: row[8],
+    createdAt: row[9],
+    finishedAt: row[10],
+    result: parseStoredJson(row[11]),
+    lastError: row[12],
+    leaseToken: tokenPrefix + row[0],
+    leaseExpiresAt: now + row[7],
     workerId,
   };
 }
@@ -138,7 +144,7 @@ const COUNT_BY_STATE_SQL = `
   SELECT 'running', count(*) FROM vouch_jobs WHERE state = 'running'`;
 
 /** The jobs a lease takes, in queue order; parameters: queue, now, limit. */
-export const DUE_JOBS_SQL = `SELECT id FROM vouch_jobs
+export const DUE_JOBS_SQL = `SELECT ${LEASED_COLUMNS} FROM vouch_jobs
   WHERE queue = ? AND ${DUE_STATES} AND run_at <= ?
   ORDER BY priority, run_at, id
   LIMIT ?`;
@@ -283,30 +289,33 @@ export class SqliteStore implements Store<SqliteTransaction> {
 
   private claim(request: LeaseRequest): LeasedJob[] {
     const now = this.clock();
-    // Three statements where one UPDATE ... RETURNING would do: SQLite's RETURNING costs about twice the
-    // update itself (210 against 95 microseconds for ten jobs), and they all run in one write transaction.
-    const ids = this.statement(DUE_JOBS_SQL, true).all(request.queue, now, Math.max(request.limit, request.roomAtWrite?.() ?? 0)) as [
-      number,
-    ][];
-    if (ids.length === 0) return [];
-    const idList = JSON.stringify(ids.map((row) => row[0]));
-    this.statement(
+    // Two statements where one UPDATE ... RETURNING would do: SQLite's RETURNING costs about twice the
+    // update itself (210 against 95 microseconds for ten jobs), and both run in one write transaction,
+    // so the rows read are the rows updated. The read goes through vouch_jobs_due in queue order.
+    const rows = this.statement(DUE_JOBS_SQL, true).all(
+      request.queue,
+      now,
+      Math.max(request.limit, request.roomAtWrite?.() ?? 0),
+    ) as LeasedRow[];
+    if (rows.length === 0) return [];
+    // Each attempt's token is this lease's random prefix and the job's id: unique per attempt, with no
+    // random number drawn per row.
+    const tokenPrefix = `${randomBytes(6).toString('hex')}-`;
+    const changed = this.statement(
       `UPDATE vouch_jobs
-          SET state = 'running', attempt = attempt + 1, lease_token = lower(hex(randomblob(8))),
+          SET state = 'running', attempt = attempt + 1, lease_token = ? || id,
               lease_expires_at = ? + lease_ms, worker_id = ?, attempt_started_at = ?
         WHERE id IN (SELECT value FROM json_each(?))`,
-    ).run(now, request.workerId, now, idList);
-    // Raw rows of the columns a leased job needs: rows as objects cost half of a no-op job's lease.
-    const rows = this.statement(`SELECT ${LEASED_COLUMNS} FROM vouch_jobs WHERE id IN (SELECT value FROM json_each(?))`, true).all(
-      idList,
-    ) as LeasedRow[];
-    // The read gives no order: sort by priority, run_at and id as the raw numbers, before any string id exists.
-    rows.sort((a, b) => a[5] - b[5] || a[9] - b[9] || a[0] - b[0]);
-    const jobs = rows.map((row) => leasedJobRecord(row, request.workerId));
+    ).run(tokenPrefix, now, request.workerId, now, JSON.stringify(rows.map((row) => row[0]))).changes;
+    if (changed !== rows.length) {
+      // Unreachable: the read and the update run in one immediate transaction. Throwing rolls both back.
+      throw new VouchError(`a lease read ${rows.length} due jobs and updated ${changed}`);
+    }
 
     // The attempt rows are written when the attempts end (recordAttempt).
-    return jobs.map((job): LeasedJob => {
-      const id = Number(job.id);
+    return rows.map((row): LeasedJob => {
+      const job = leasedJobRecord(row, request.queue, request.workerId, tokenPrefix, now);
+      const id = row[0];
       const token = job.leaseToken as string;
       const lease: Lease = { jobId: job.id, attempt: job.attempt, token };
       if (job.attempt === 1) return { job, lease, previousAttempt: null, effects: [] };

@@ -115,7 +115,7 @@ async function main(): Promise<void> {
 
   const dir = mkdtempSync(join(tmpdir(), 'vouch-bench-'));
   mkdirSync(join(dir, 'logs'));
-  const run: Run = { config, results: new Results(), dir, settings: new Map(), versions: new Map(), failures: [], log };
+  const run: Run = { config, results: new Results(), dir, settings: new Map(), versions: new Map(), failures: [], quietWaits: [], log };
   log(`${quick ? 'quick run' : 'full run'}; work folder ${dir}; systems: ${systems.map((s) => s.label).join(', ')}`);
 
   for (let repetition = 0; repetition < config.repetitions; repetition += 1) {

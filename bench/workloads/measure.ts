@@ -7,6 +7,7 @@ import type { VouchVariant } from '../systems/adapter.js';
 import type { SystemSpec } from '../systems/catalog.js';
 import { now, type Task, type WorkTask } from '../systems/protocol.js';
 import { Child } from './process.js';
+import { waitForQuiet } from './quiet.js';
 import type { Results } from './results.js';
 
 /** Counts and time caps; --quick shrinks them. */
@@ -32,6 +33,8 @@ export interface Run {
   versions: Map<string, string>;
   /** Measurements that failed, with the reason; the run goes on without them. */
   failures: string[];
+  /** How long each worker process waited for a quiet machine, in ms (see quiet.ts). */
+  quietWaits: number[];
   log: (line: string) => void;
 }
 
@@ -97,7 +100,10 @@ export interface WorkerResult {
   latencies?: number[];
 }
 
-/** Starts one worker process and waits for its result. */
+/** The maximum wait for a quiet machine before a worker process starts anyway. */
+const QUIET_CAP_MS = 5000;
+
+/** Starts one worker process, once the machine is quiet, and waits for its result. */
 export async function work(
   run: Run,
   spec: SystemSpec,
@@ -105,6 +111,9 @@ export async function work(
   hooks: { onReady?: (child: Child) => Promise<void> } = {},
 ): Promise<WorkerResult> {
   const task: Task = { ...base(run, spec, options.fastRecovery), ...options, role: 'work' };
+  const { waitedMs, quiet } = await waitForQuiet(QUIET_CAP_MS);
+  run.quietWaits.push(waitedMs);
+  if (!quiet) run.log(`  the machine stayed busy for ${QUIET_CAP_MS / 1000} s before a ${spec.label} worker; started anyway`);
   const child = new Child(spec.runtime, task, spec.id);
   let ok = false;
   try {

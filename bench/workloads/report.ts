@@ -207,6 +207,7 @@ export function render(run: Run, systems: readonly SystemSpec[], environment: En
     `${config.quick ? 'Quick run: small counts and one repetition; figures are indicative only.' : `Median of ${config.repetitions} repetitions; systems interleaved round-robin in each repetition.`}`,
     'Every figure in parentheses is its ratio to vouch on SQLite under Node 22, the runtime every peer runs on; rows of PostgreSQL peers add their ratio to vouch on PostgreSQL (PG).',
     '† the drain did not finish within its time cap; the rate is over the jobs completed by then.',
+    quietLine(run),
     '',
     '## Machine',
     '',
@@ -312,4 +313,13 @@ export function render(run: Run, systems: readonly SystemSpec[], environment: En
   }
   out.push('How each figure is taken: [bench/README.md](README.md).', '');
   return out.join('\n');
+}
+
+/** Describes how long the worker processes waited for a quiet machine before they started (see quiet.ts). */
+function quietLine(run: Run): string {
+  const waits = [...run.quietWaits].sort((a, b) => a - b);
+  if (waits.length === 0) return 'No worker process waited for a quiet machine.';
+  const median = waits[Math.floor(waits.length / 2)] as number;
+  const longest = waits[waits.length - 1] as number;
+  return `Each worker process started once a 100 ms sample showed under 10% of the CPU busy, waiting at most 5 s: ${waits.length} waits, median ${median.toFixed(0)} ms, longest ${longest.toFixed(0)} ms.`;
 }

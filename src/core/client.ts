@@ -106,6 +106,19 @@ export class Client {
     return outcomes.map((outcome) => toEnqueued(outcome.job, outcome.duplicate));
   }
 
+  /**
+   * Cancels a job that is still waiting (scheduled, available or retryable)
+   * and returns true. Returns false for a job that is running, finished or
+   * unknown: a running attempt is never interrupted, and its job ends as its
+   * attempt decides.
+   */
+  async cancel(jobId: string): Promise<boolean> {
+    if (typeof jobId !== 'string' || jobId.length === 0) {
+      throw new ConfigurationError(`cancel needs the id of a job as a string, such as enqueue's job.id; got ${JSON.stringify(jobId) ?? String(jobId)}.`);
+    }
+    return this.store.cancel(jobId);
+  }
+
   private async prepare<Input>(
     definition: JobDefinition<any, any, Input>,
     payload: Input,

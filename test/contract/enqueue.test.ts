@@ -247,6 +247,29 @@ describeEachStore('enqueue', (env) => {
     await small.enqueue(anything, { text: 'y'.repeat(1024 - exact) });
     expect(await countJobs(env.store)).toBe(1);
   });
+
+  it('cancels a waiting job through the client', async () => {
+    const later = await env.client.enqueue(anything, { n: 1 }, { delayMs: 60_000 });
+    const running = await env.client.enqueue(anything, { n: 2 });
+    const available = await env.client.enqueue(anything, { n: 3 });
+    // The lease takes the first due job, which is then running and cannot be cancelled.
+    const leased = await leaseOne(env.store);
+    expect(leased.job.id).toBe(running.id);
+
+    expect(await env.client.cancel(later.id)).toBe(true);
+    expect(await env.client.cancel(available.id)).toBe(true);
+    expect(await env.client.cancel(running.id)).toBe(false);
+    expect(await env.client.cancel(later.id)).toBe(false);
+    expect(await env.client.cancel('987654321')).toBe(false);
+
+    expect((await env.store.getJob(later.id))?.state).toBe('cancelled');
+    expect((await env.store.getJob(available.id))?.state).toBe('cancelled');
+    expect((await env.store.getJob(running.id))?.state).toBe('running');
+    await expect(env.client.cancel(42 as never)).rejects.toThrow(
+      "cancel needs the id of a job as a string, such as enqueue's job.id; got 42.",
+    );
+    await expect(env.client.cancel('')).rejects.toThrow(ConfigurationError);
+  });
 });
 
 function cyclic(): unknown {

@@ -282,7 +282,12 @@ export class Worker extends VouchEventEmitter {
         const retryInMs = Math.min(this.pollIntervalMs * 2 ** Math.min(failures - 1, 6), 30_000);
         this.logger.error({ error: errorForLog(error), queue: queue.name, failures, retryInMs }, 'leasing failed; retrying');
         this.emit('worker:error', { loop: 'lease', error });
-        await queue.signal.wait(retryInMs);
+        // A wake (a freed slot, a new job) does not cut the wait short: the retries keep the spacing the log
+        // line gave. Shutdown does.
+        const retryAt = performance.now() + retryInMs;
+        for (let left = retryInMs; left > 0 && this.state === 'running'; left = retryAt - performance.now()) {
+          await queue.signal.wait(left);
+        }
         continue;
       }
       const renewedAt = this.clock();
@@ -606,7 +611,7 @@ function shown(value: unknown): string {
 
 function positive(field: string, value: number, minimum = 1): number {
   if (!Number.isFinite(value) || value < minimum) {
-    throw new ConfigurationError(`Worker option ${field} must be a number of milliseconds, at least ${minimum}; got ${value}.`);
+    throw new ConfigurationError(`Worker option ${field} must be a number of milliseconds, at least ${minimum}; got ${shown(value)}.`);
   }
   return value;
 }

@@ -309,6 +309,10 @@ describeEachStore('prefetch', (env) => {
     expect(() => env.worker({ jobs: [definition], concurrency: null as never })).toThrow(
       'Worker option concurrency must be an integer of at least 1; got null.',
     );
+    // A string where milliseconds belong is quoted, so that it does not read as an accepted value.
+    expect(() => env.worker({ jobs: [definition], pollIntervalMs: '1s' as never })).toThrow(
+      'Worker option pollIntervalMs must be a number of milliseconds, at least 1; got "1s".',
+    );
     // The rejected options touched no job.
     expect(await env.store.getJob(waiting!.id)).toMatchObject({ state: 'available', attempt: 0 });
   });

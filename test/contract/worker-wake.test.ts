@@ -109,4 +109,33 @@ describeEachStore('worker wake-ups', (env) => {
     expect(waitedMs).toBeGreaterThanOrEqual(400);
     expect(waitedMs).toBeLessThan(1500);
   });
+
+  it('keeps lease retries apart through wakes', async () => {
+    const job = defineJob({ name: 'spaced', payload: z.object({ n: z.number() }), perform: () => null });
+    const failedAt: number[] = [];
+    const store = withLeaseHook(env.store, async (request, next) => {
+      if (failedAt.length < 3) {
+        failedAt.push(performance.now());
+        throw new Error('lease refused');
+      }
+      return next(request);
+    });
+    // The lease keeps failing while enqueues wake the worker every few milliseconds.
+    let sent = 0;
+    const waking = setInterval(() => void env.client.enqueue(job, { n: sent++ }), 3);
+    try {
+      await env.startWorker({ jobs: [job], store, pollIntervalMs: 40 });
+      await waitFor(
+        'a lease after three refused ones',
+        async () => failedAt.length === 3 && (await env.store.countByState()).completed > 0,
+      );
+    } finally {
+      clearInterval(waking);
+    }
+
+    // The retries wait the poll interval doubled per failure: 40 ms, then 80 ms (2 ms for timer slack).
+    const [first = 0, second = 0, third = 0] = failedAt;
+    expect(second - first).toBeGreaterThanOrEqual(38);
+    expect(third - second).toBeGreaterThanOrEqual(78);
+  });
 });

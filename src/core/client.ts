@@ -114,7 +114,9 @@ export class Client {
    */
   async cancel(jobId: string): Promise<boolean> {
     if (typeof jobId !== 'string' || jobId.length === 0) {
-      throw new ConfigurationError(`cancel needs the id of a job as a string, such as enqueue's job.id; got ${JSON.stringify(jobId) ?? String(jobId)}.`);
+      throw new ConfigurationError(
+        `cancel needs the id of a job as a string, such as enqueue's job.id; got ${JSON.stringify(jobId) ?? String(jobId)}.`,
+      );
     }
     return this.store.cancel(jobId);
   }

@@ -169,8 +169,8 @@ describe.skipIf(!postgresAvailable())('postgres: a connection dropped during com
     it('throws when the outcome cannot be read', async () => {
       const lease = await leaseOne();
       cutter.arm('cut-before');
-      // The database goes away with the connection: the read-back cannot connect.
-      cutter.refuseNewConnections();
+      // The database goes away with the connection: the read-back finds no connection, open or new.
+      cutter.goAwayAtCut();
       const commit = store.commit(lease, { resultJson: 'null', outcome: 'succeeded', writes: [note(lease)] });
       await expect(commit).rejects.toThrow(VouchError);
       await expect(commit).rejects.toThrow(/outcome could not be read back/);

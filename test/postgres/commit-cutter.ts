@@ -24,6 +24,8 @@ export class CommitCutter {
   private readonly sockets = new Set<Socket>();
   /** How many connections were cut so far. */
   cuts = 0;
+  /** Set by goAwayAtCut: the cut also ends every other connection. */
+  private goAway = false;
 
   private constructor(
     private readonly server: Server,
@@ -52,6 +54,16 @@ export class CommitCutter {
     if (this.server.listening) this.server.close();
   }
 
+  /**
+   * Makes the next cut take the whole database away, as a crashed server
+   * would: new connections are refused from now on, and the connections the
+   * pool keeps open beside the cut one end with it.
+   */
+  goAwayAtCut(): void {
+    this.refuseNewConnections();
+    this.goAway = true;
+  }
+
   async close(): Promise<void> {
     this.refuseNewConnections();
     for (const socket of this.sockets) socket.destroy();
@@ -76,6 +88,7 @@ export class CommitCutter {
         if (mode === 'deliver-then-cut') upstream.end(chunk);
         else upstream.destroy();
         client.destroy();
+        if (this.goAway) for (const socket of this.sockets) if (socket !== upstream) socket.destroy();
         return;
       }
       upstream.write(chunk);

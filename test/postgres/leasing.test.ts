@@ -3,14 +3,14 @@ import { z } from 'zod';
 import { Client } from '../../src/core/client.js';
 import { defineJob } from '../../src/core/job-definition.js';
 import { leaseStatements } from '../../src/stores/postgres/lease.js';
-import type { PostgresStore } from '../../src/stores/postgres/postgres-store.js';
+import { PostgresStore } from '../../src/stores/postgres/postgres-store.js';
 import { quoteIdent, schemaNames } from '../../src/stores/postgres/sql.js';
 import { sweepStatements } from '../../src/stores/postgres/sweep.js';
 import { Worker } from '../../src/worker/worker.js';
 import { EventLog } from '../support/events.js';
 import { newJob } from '../support/jobs.js';
 import { silentLogger } from '../support/logs.js';
-import { postgresAvailable, postgresHarness } from '../support/postgres-harness.js';
+import { POSTGRES_TEST_URL, postgresAvailable, postgresHarness } from '../support/postgres-harness.js';
 import type { StoreHarness } from '../support/stores.js';
 import { sleep, waitFor } from '../support/wait.js';
 
@@ -47,6 +47,30 @@ describe.skipIf(!postgresAvailable())('postgres: leasing', () => {
     const held = await store.heartbeat(leased.map((job) => job.lease));
     expect(held.size).toBe(25);
     expect(queries).toHaveBeenCalledTimes(1);
+  });
+
+  it('opens connections ahead on the first lease', async () => {
+    // A store with a pool of its own, on the schema the harness migrated.
+    const own = new PostgresStore({ connectionString: POSTGRES_TEST_URL, schema: store.schema, logger: silentLogger(), listen: false });
+    const single = new PostgresStore({
+      connectionString: POSTGRES_TEST_URL,
+      schema: store.schema,
+      logger: silentLogger(),
+      listen: false,
+      poolSize: 1,
+    });
+    try {
+      await store.enqueue([newJob(), newJob()]);
+      expect(own.pool.totalCount).toBe(0);
+      expect(await own.lease({ queue: 'default', limit: 1, workerId: 'w' })).toHaveLength(1);
+      await waitFor('three open connections', async () => own.pool.totalCount >= 3);
+      // A pool of one is not overfilled, and its lease still gets the connection.
+      expect(await single.lease({ queue: 'default', limit: 1, workerId: 'w' })).toHaveLength(1);
+      expect(single.pool.totalCount).toBe(1);
+    } finally {
+      await own.close();
+      await single.close();
+    }
   });
 
   it('sets expiry by the database clock', async () => {

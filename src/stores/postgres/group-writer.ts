@@ -5,10 +5,14 @@ import { isConnectionError } from './connection.js';
  * statement in one round trip.
  *
  * A call joins the group that is forming. The group is written at the end
- * of the current event-loop turn, or, while an earlier group of this kind is
- * still in flight, as soon as that one settles. So at most `maxInFlight`
- * statements of a kind use a connection at once, and under load the groups
- * grow instead of the connections multiplying.
+ * of the current event-loop turn, or once it reaches `flushAt` items, or, while
+ * an earlier group of this kind is still in flight, as soon as that one
+ * settles. So at most `maxInFlight` statements of a kind use a connection at
+ * once, and under load the groups grow instead of the connections
+ * multiplying. The early write by size is for bursts spread over several
+ * callbacks of one turn, such as many timers expiring together: the first
+ * items reach the database while the burst goes on, instead of all of them
+ * waiting for its end, where a crash would leave them all to run again.
  *
  * Every caller gets its own outcome. A group statement changes all its rows
  * or none, so one that fails with an SQL error (not a lost connection) wrote
@@ -41,6 +45,8 @@ export interface GroupWriterOptions<I extends GroupItem, R> {
   maxGroup: number;
   /** Maximum statements of this kind in flight at once. */
   maxInFlight: number;
+  /** Items after which a forming group is written at once rather than at the end of the turn. */
+  flushAt: number;
 }
 
 interface Waiting<I, R> {
@@ -60,7 +66,8 @@ export class GroupWriter<I extends GroupItem, R> {
   submit(item: I): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       this.waiting.push({ item, resolve, reject });
-      this.schedule();
+      if (this.waiting.length >= this.options.flushAt && this.inFlight < this.options.maxInFlight) this.flush();
+      else this.schedule();
     });
   }
 

@@ -37,9 +37,9 @@ export interface AttemptDependencies {
 export type AttemptResult = 'completed' | 'retry' | 'failed' | 'released' | 'lease_lost';
 
 /**
- * What the caller of runAttempt learns while an attempt runs. One object
- * serves every attempt of a worker, and `context` identifies the attempt,
- * so that an attempt makes no closures of its own for them.
+ * The callbacks through which runAttempt reports to its caller while an
+ * attempt runs. One object serves every attempt of a worker, and `context`
+ * identifies the attempt, so that an attempt makes no closures of its own.
  */
 export interface AttemptHooks<C> {
   /**

@@ -9,10 +9,11 @@ import { isConnectionError } from './connection.js';
  * an earlier group of this kind is still in flight, as soon as that one
  * settles. So at most `maxInFlight` statements of a kind use a connection at
  * once, and under load the groups grow instead of the connections
- * multiplying. The early write by size is for bursts spread over several
- * callbacks of one turn, such as many timers expiring together: the first
- * items reach the database while the burst goes on, instead of all of them
- * waiting for its end, where a crash would leave them all to run again.
+ * multiplying. The early write by size serves bursts spread over several
+ * callbacks of one turn, such as many timers expiring together. The first
+ * items then reach the database while the burst goes on. Otherwise all of
+ * them wait for its end, and a crash in that time leaves them all to run
+ * again.
  *
  * Every caller gets its own outcome. A group statement changes all its rows
  * or none, so one that fails with an SQL error (not a lost connection) wrote

@@ -25,9 +25,9 @@ function cpuTimes(): { busy: number; total: number } {
 }
 
 /**
- * Resolves once one sample of SAMPLE_MS shows under QUIET_SHARE of the CPU
- * busy, or after `capMs`; returns how long it waited. Where /proc/stat cannot
- * be read, it returns at once.
+ * Waits until one sample of SAMPLE_MS shows under QUIET_SHARE of the CPU
+ * busy, or until `capMs` passed, and returns how long it waited. Where
+ * /proc/stat cannot be read, it returns at once.
  */
 export async function waitForQuiet(capMs: number): Promise<{ waitedMs: number; quiet: boolean }> {
   const startedAt = performance.now();

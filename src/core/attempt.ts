@@ -147,7 +147,7 @@ export async function runAttempt<C>(
       return await settleError(deps, leased, ref, logger, toError(thrown), abort);
     }
   } catch (thrown) {
-    // The outcome could not be written; the lease will expire and the sweep recovers the job.
+    // The outcome could not be written. The lease will expire, and the sweep recovers the job.
     const error = toError(thrown);
     deps.logger.error(
       { error: errorForLog(error), jobId: ref.jobId, attempt: ref.attempt, leaseToken: ref.leaseToken },

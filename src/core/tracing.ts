@@ -45,8 +45,9 @@ export function traceAttempt(ref: AttemptRef, run: () => Promise<AttemptResult |
       const result = await run();
       // undefined: the store failed and the outcome was not written (runAttempt logged it).
       span.setAttribute('vouch.attempt.result', result ?? 'unrecorded');
-      if (result === undefined || FAILED_RESULTS.has(result))
+      if (result === undefined || FAILED_RESULTS.has(result)) {
         span.setStatus({ code: SpanStatusCode.ERROR, message: result ?? 'unrecorded' });
+      }
       return result;
     } catch (error) {
       span.recordException(error instanceof Error ? error : String(error));

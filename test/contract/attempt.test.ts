@@ -237,7 +237,7 @@ describeEachStore('the attempt', (env) => {
     expect(events.of('payload:rejected')).toEqual([expect.objectContaining({ jobId: job.id })]);
   });
 
-  it('reports an outcome the store could not write', async () => {
+  it('reports an unwritten outcome loudly', async () => {
     // A hook stands for the failing store: neither real store can be made to fail its writes on cue
     // while its reads go on working.
     const storeError = new Error('disk I/O error');

@@ -248,7 +248,7 @@ describeEachStore('enqueue', (env) => {
     expect(await countJobs(env.store)).toBe(1);
   });
 
-  it('cancels a waiting job through the client', async () => {
+  it('client cancels waiting jobs only', async () => {
     const later = await env.client.enqueue(anything, { n: 1 }, { delayMs: 60_000 });
     const running = await env.client.enqueue(anything, { n: 2 });
     const available = await env.client.enqueue(anything, { n: 3 });

@@ -244,9 +244,9 @@ describe.skipIf(!postgresAvailable())('postgres: group writes', () => {
     expect(await store.listEffects(twice.jobId)).toEqual([expect.objectContaining({ state: 'done', result: 'first', resolution: 'ran' })]);
   });
 
-  it('commit group: a burst writes its first 32 early', async () => {
+  it('commit group: early write at 32', async () => {
     const leases = (await leaseMany(40)).map((job) => job.lease);
-    // All in one turn: the 32nd call sends the group at once; the last 8 wait for it and go as a second one.
+    // All in one turn: the 32nd call sends the group at once, and the last 8 wait for it as a second group.
     // Written only at the end of the turn, the 40 would be one group.
     const { result, checkouts: statements } = await checkouts(() => Promise.all(leases.map((lease) => store.commit(lease, COMPLETION))));
     expect(result.every(Boolean)).toBe(true);

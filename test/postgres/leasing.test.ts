@@ -49,7 +49,7 @@ describe.skipIf(!postgresAvailable())('postgres: leasing', () => {
     expect(queries).toHaveBeenCalledTimes(1);
   });
 
-  it('opens connections ahead on the first lease', async () => {
+  it('warms the pool on first lease', async () => {
     // A store with a pool of its own, on the schema the harness migrated.
     const own = new PostgresStore({ connectionString: POSTGRES_TEST_URL, schema: store.schema, logger: silentLogger(), listen: false });
     const single = new PostgresStore({

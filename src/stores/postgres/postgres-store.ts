@@ -308,7 +308,7 @@ export class PostgresStore implements Store<PostgresTransaction> {
    * due. A cold pool made the first commit group of a new worker wait for a
    * connection (a few milliseconds on loopback, network round trips elsewhere),
    * and a worker killed in that time re-ran every job it had performed.
-   * Only a pool the store made is warmed; a failure is left to the writes
+   * Only a pool the store made is warmed. A failure is left to the writes
    * that need the connection, which report it.
    */
   private warmPool(): void {

@@ -143,7 +143,7 @@ const COUNT_BY_STATE_SQL = `
   UNION ALL
   SELECT 'running', count(*) FROM vouch_jobs WHERE state = 'running'`;
 
-/** The jobs a lease takes, in queue order; parameters: queue, now, limit. */
+/** The rows a lease takes (LEASED_COLUMNS), in queue order. Parameters: queue, now, limit. */
 export const DUE_JOBS_SQL = `SELECT ${LEASED_COLUMNS} FROM vouch_jobs
   WHERE queue = ? AND ${DUE_STATES} AND run_at <= ?
   ORDER BY priority, run_at, id

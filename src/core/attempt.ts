@@ -206,7 +206,13 @@ async function settleError(
       return 'lease_lost';
     }
     if (reason instanceof InvalidPayloadError) deps.events.emit('payload:rejected', { ...ref, error: why });
-    logger.error({ error: errorForLog(reason), maxAttempts }, 'job failed');
+    // A permanent failure logs its cause, not the attempt limit, which a reader would take for the cause.
+    logger.error(
+      permanent
+        ? { error: errorForLog(reason), because: 'permanent error' }
+        : { error: errorForLog(reason), because: 'no attempts left', maxAttempts },
+      'job failed',
+    );
     deps.events.emit('job:failed', { ...ref, error: why });
     return 'failed';
   }

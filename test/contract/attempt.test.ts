@@ -44,7 +44,8 @@ describeEachStore('the attempt', (env) => {
       },
     });
     const job = await env.client.enqueue(flaky, {});
-    const { events } = await env.startWorker({ jobs: [flaky] });
+    const { logger, lines } = capturingLogger();
+    const { events } = await env.startWorker({ jobs: [flaky], logger });
 
     const first = await waitForState(job.id, 'retryable', 1);
     expect(first.runAt).toBe(env.clock.now() + 1000);
@@ -70,6 +71,8 @@ describeEachStore('the attempt', (env) => {
       [2, second.runAt - first.runAt],
     ]);
     expect(events.of('job:failed')).toEqual([expect.objectContaining({ jobId: job.id, attempt: 3 })]);
+    const failureLines = lines.filter((line) => line.msg === 'job failed');
+    expect(failureLines).toEqual([expect.objectContaining({ jobId: job.id, attempt: 3, because: 'no attempts left', maxAttempts: 3 })]);
   });
 
   it('fails a job at once on PermanentError', async () => {
@@ -82,12 +85,17 @@ describeEachStore('the attempt', (env) => {
       },
     });
     const job = await env.client.enqueue(charge, {});
-    const { events } = await env.startWorker({ jobs: [charge] });
+    const { logger, lines } = capturingLogger();
+    const { events } = await env.startWorker({ jobs: [charge], logger });
 
     const failed = await waitForState(job.id, 'failed');
     expect(failed).toMatchObject({ attempt: 1, lastError: 'PermanentError: card declined' });
     expect(events.of('job:retry')).toEqual([]);
     expect(events.of('job:failed')).toEqual([expect.objectContaining({ jobId: job.id, error: 'PermanentError: card declined' })]);
+    // The log line gives the cause, not the attempt limit of 5 that was never reached.
+    const failureLines = lines.filter((line) => line.msg === 'job failed');
+    expect(failureLines).toEqual([expect.objectContaining({ jobId: job.id, attempt: 1, because: 'permanent error' })]);
+    expect(failureLines[0]).not.toHaveProperty('maxAttempts');
   });
 
   it.each([

@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../core/errors.js';
+import { shown } from '../core/option-errors.js';
 import type { AuditFindings, Store } from '../core/store.js';
 
 export interface AuditThresholds {
@@ -42,13 +43,13 @@ export async function runAudit(store: Store<any>, thresholds: AuditThresholds = 
   for (const option of ['maxOverdue', 'maxInDoubt', 'maxDead', 'maxRecovered', 'limit'] as const) {
     const value = thresholds[option];
     if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
-      throw new ConfigurationError(`audit option ${option} must be a whole number of 0 or more; got ${String(value)}.`);
+      throw new ConfigurationError(`audit option ${option} must be a whole number of 0 or more; got ${shown(value)}.`);
     }
   }
   for (const option of ['overdueAfterMs', 'inDoubtAfterMs', 'windowMs'] as const) {
     const value = thresholds[option];
     if (value !== undefined && !(Number.isFinite(value) && value >= 0)) {
-      throw new ConfigurationError(`audit option ${option} must be a number of milliseconds, 0 or more; got ${String(value)}.`);
+      throw new ConfigurationError(`audit option ${option} must be a number of milliseconds, 0 or more; got ${shown(value)}.`);
     }
   }
   const listed = thresholds.limit ?? 100;

@@ -3,6 +3,7 @@ import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import { ConfigurationError, InvalidPayloadError } from './errors.js';
 import { assertName, DEFAULT_LEASE_MS, type JobDefinition } from './job-definition.js';
+import { rejectUnknownOptions, shown } from './option-errors.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, serializeJson, validatePayload } from './payload.js';
 import type { JobRecord, NewJob, Store } from './store.js';
 
@@ -57,6 +58,7 @@ export class Client {
   private readonly clock: Clock;
 
   constructor(options: ClientOptions) {
+    rejectUnknownOptions('Client', options, ['store', 'maxPayloadBytes', 'dedupWindowMs', 'clock']);
     if (!options?.store) throw new ConfigurationError('Client needs a store, for example new SqliteStore({ path: "vouch.db" }).');
     this.store = options.store;
     this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
@@ -71,7 +73,7 @@ export class Client {
     payload: Input,
     options: EnqueueOptions<Tx> = {},
   ): Promise<EnqueuedJob> {
-    const job = await this.prepare(definition, payload, options);
+    const job = await this.prepare(definition, payload, options, ENQUEUE_OPTIONS);
     const [outcome] = await this.store.enqueue([job], options.tx === undefined ? {} : { tx: options.tx });
     if (!outcome) throw new Error('store returned no outcome for an enqueued job');
     return toEnqueued(outcome.job, outcome.duplicate);
@@ -87,10 +89,11 @@ export class Client {
     options: { tx?: Tx } = {},
   ): Promise<EnqueuedJob[]> {
     if (!Array.isArray(items)) throw new ConfigurationError(`enqueueMany needs an array of { payload } items; got ${typeof items}.`);
+    rejectUnknownOptions('enqueueMany', options, ['tx']);
     const jobs: NewJob[] = [];
     for (const [index, item] of items.entries()) {
       try {
-        jobs.push(await this.prepare(definition, item?.payload as Input, item ?? {}));
+        jobs.push(await this.prepare(definition, item?.payload as Input, item ?? {}, BULK_ITEM_OPTIONS));
       } catch (error) {
         const prefix = `item ${index} of ${items.length}: `;
         const suffix = ' Nothing was enqueued.';
@@ -125,10 +128,12 @@ export class Client {
     definition: JobDefinition<any, any, Input>,
     payload: Input,
     options: EnqueueOptions<unknown>,
+    knownOptions: readonly string[],
   ): Promise<NewJob> {
     if (!definition || typeof definition.name !== 'string' || !definition.payload) {
       throw new ConfigurationError(`enqueue needs a job definition made by defineJob(); ${notADefinition(definition)}`);
     }
+    rejectUnknownOptions(`enqueue of job "${definition.name}"`, options, knownOptions);
     const parsed = await validatePayload(definition.name, definition.payload, payload);
     const payloadJson = serializeJson(definition.name, 'payload', parsed, this.maxPayloadBytes);
     const queue = options.queue ?? definition.queue;
@@ -161,7 +166,9 @@ export class Client {
     }
     if (options.delayMs !== undefined) {
       if (!Number.isFinite(options.delayMs) || options.delayMs < 0) {
-        throw new ConfigurationError(`job "${jobName}": delayMs must be a number of milliseconds, 0 or more; got ${options.delayMs}.`);
+        throw new ConfigurationError(
+          `job "${jobName}": delayMs must be a number of milliseconds, 0 or more; got ${shown(options.delayMs)}.`,
+        );
       }
       return options.delayMs === 0 ? null : this.clock() + options.delayMs;
     }
@@ -178,20 +185,24 @@ export class Client {
   }
 }
 
+/** The names of EnqueueOptions, and of a BulkItem of enqueueMany, for rejectUnknownOptions. */
+const ENQUEUE_OPTIONS = ['runAt', 'delayMs', 'priority', 'queue', 'key', 'dedupWindowMs', 'tx'] as const;
+const BULK_ITEM_OPTIONS = ['payload', 'runAt', 'delayMs', 'priority', 'queue', 'key', 'dedupWindowMs'] as const;
+
 function toEnqueued(job: JobRecord, duplicate: boolean): EnqueuedJob {
   return { id: job.id, name: job.name, queue: job.queue, key: job.key, state: job.state, duplicate };
 }
 
 function checkedInteger(jobName: string, field: string, value: number): number {
   if (!Number.isSafeInteger(value)) {
-    throw new ConfigurationError(`job "${jobName}": ${field} must be an integer; got ${value}.`);
+    throw new ConfigurationError(`job "${jobName}": ${field} must be an integer; got ${shown(value)}.`);
   }
   return value;
 }
 
 function assertNonNegative(field: string, value: number): void {
   if (!Number.isFinite(value) || value < 0) {
-    throw new ConfigurationError(`Client option ${field} must be a number, 0 or more; got ${value}.`);
+    throw new ConfigurationError(`Client option ${field} must be a number, 0 or more; got ${shown(value)}.`);
   }
 }
 

@@ -2,6 +2,7 @@ import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { RetryPolicy } from './backoff.js';
 import { ConfigurationError } from './errors.js';
 import type { JobContext } from './job-context.js';
+import { rejectUnknownOptions, shown } from './option-errors.js';
 
 /**
  * `Payload` is what the schema outputs and the handler receives; `Input` is
@@ -37,13 +38,18 @@ export interface JobDefinition<Payload = unknown, Result = unknown, Input = Payl
 }
 
 export const DEFAULT_LEASE_MS = 10_000;
+/** The names of JobDefinitionOptions and of RetryPolicy, for rejectUnknownOptions. */
+const JOB_OPTIONS = ['name', 'payload', 'key', 'queue', 'retry', 'leaseMs', 'timeoutMs', 'perform', 'verify'] as const;
+const RETRY_OPTIONS = ['maxAttempts', 'baseMs', 'maxMs', 'jitter'] as const;
 const NAME_LIMIT = 200;
 
 /** Checks a job definition and returns it with its defaults filled in. */
 export function defineJob<Payload, Result, Input = Payload>(
   options: JobDefinitionOptions<Payload, Result, Input>,
 ): JobDefinition<Payload, Result, Input> {
-  assertName('job name', options.name);
+  assertName('job name', options?.name);
+  rejectUnknownOptions(`job "${options.name}"`, options, JOB_OPTIONS);
+  rejectUnknownOptions(`retry of job "${options.name}"`, options.retry, RETRY_OPTIONS);
   const queue = options.queue ?? 'default';
   assertName(`queue of job "${options.name}"`, queue);
   if (!options.payload || typeof options.payload !== 'object' || !('~standard' in options.payload)) {
@@ -80,6 +86,6 @@ export function assertName(what: string, name: unknown): asserts name is string 
 function assertPositive(jobName: string, field: string, value: number | undefined, minimum: number): void {
   if (value === undefined) return;
   if (!Number.isFinite(value) || value < minimum) {
-    throw new ConfigurationError(`job "${jobName}": ${field} must be a number of at least ${minimum}; got ${value}.`);
+    throw new ConfigurationError(`job "${jobName}": ${field} must be a number of at least ${minimum}; got ${shown(value)}.`);
   }
 }

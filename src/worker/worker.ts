@@ -10,6 +10,7 @@ import { failpoint } from '../core/failpoints.js';
 import { DEFAULT_LEASE_MS, type JobDefinition } from '../core/job-definition.js';
 import { errorForLog } from '../core/log-error.js';
 import { createDefaultLogger } from '../core/logger.js';
+import { rejectUnknownOptions, shown } from '../core/option-errors.js';
 import type { LeasedJob, Store } from '../core/store.js';
 import { traceAttempt, tracingRegistered } from '../core/tracing.js';
 import { PrefetchSizer } from './prefetch-sizer.js';
@@ -110,6 +111,7 @@ export class Worker extends VouchEventEmitter {
 
   constructor(options: WorkerOptions) {
     super();
+    rejectUnknownOptions('Worker', options, WORKER_OPTIONS);
     if (!options?.store) throw new ConfigurationError('Worker needs a store, for example new SqliteStore({ path: "vouch.db" }).');
     if (!Array.isArray(options.jobs) || options.jobs.length === 0) {
       throw new ConfigurationError('Worker needs at least one job definition in jobs.');
@@ -136,6 +138,12 @@ export class Worker extends VouchEventEmitter {
     const queueOptions: Readonly<Record<string, { concurrency?: number; prefetch?: number | 'auto' }>> =
       options.queues ?? Object.fromEntries(options.jobs.map((definition) => [definition.queue, {}]));
     for (const [name, settings] of Object.entries(queueOptions)) {
+      if (settings === null || typeof settings !== 'object') {
+        throw new ConfigurationError(
+          `queue "${name}" of Worker option queues must be an object such as { concurrency: 5 }; got ${shown(settings)}.`,
+        );
+      }
+      rejectUnknownOptions(`queue "${name}" of Worker option queues`, settings, ['concurrency', 'prefetch']);
       const limit = settings.concurrency === undefined ? concurrency : settings.concurrency;
       if (!Number.isInteger(limit) || limit < 1) {
         throw new ConfigurationError(`concurrency of queue "${name}" must be an integer of at least 1; got ${shown(limit)}.`);
@@ -589,24 +597,27 @@ const DUE_CHECK_DELAY_MS = 50;
 /** The shortest wait before a lease for a job that came due (wakeWhenDue). */
 const MIN_DUE_WAKE_MS = 5;
 
+/** The names of WorkerOptions, for rejectUnknownOptions. */
+const WORKER_OPTIONS = [
+  'store',
+  'jobs',
+  'queues',
+  'concurrency',
+  'prefetch',
+  'workerId',
+  'pollIntervalMs',
+  'sweepIntervalMs',
+  'heartbeatIntervalMs',
+  'shutdownGraceMs',
+  'logger',
+  'clock',
+] as const;
+
 /** The deepest prefetch "auto" grows to, unless the concurrency is higher still. */
 const AUTO_PREFETCH_CEILING = 500;
 
 function validPrefetch(value: unknown): value is number | 'auto' {
   return value === 'auto' || (typeof value === 'number' && Number.isInteger(value) && value >= 0);
-}
-
-/** Formats a configured value for an error: strings quoted, so "4" does not read as the number 4, and objects as JSON. */
-function shown(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'object' && value !== null) {
-    try {
-      return JSON.stringify(value);
-    } catch {
-      return Object.prototype.toString.call(value);
-    }
-  }
-  return String(value);
 }
 
 function positive(field: string, value: number, minimum = 1): number {

@@ -4,6 +4,7 @@ import type { Clock } from '../../core/clock.js';
 import { ConfigurationError, toError, VouchError } from '../../core/errors.js';
 import { errorForLog } from '../../core/log-error.js';
 import { createDefaultLogger } from '../../core/logger.js';
+import { rejectUnknownOptions, shown } from '../../core/option-errors.js';
 import { emptyStateCounts, type JobState } from '../../core/states.js';
 import type {
   AttemptRecord,
@@ -76,6 +77,19 @@ const GROUPS_IN_FLIGHT = 1;
 const GROUP_EARLY_WRITE = 32;
 /** Connections a store's own pool opens while its first lease runs (warmPool): the lease's, a commit group's and one more. */
 const WARM_CONNECTIONS = 3;
+
+/** The names of PostgresStoreOptions, for rejectUnknownOptions. */
+const POSTGRES_STORE_OPTIONS = [
+  'pool',
+  'connectionString',
+  'schema',
+  'migrate',
+  'poolSize',
+  'connectTimeoutMs',
+  'listen',
+  'logger',
+  'clock',
+] as const;
 
 export type { PruneOptions } from './prune.js';
 
@@ -164,6 +178,7 @@ export class PostgresStore implements Store<PostgresTransaction> {
   };
 
   constructor(options: PostgresStoreOptions) {
+    rejectUnknownOptions('PostgresStore', options, POSTGRES_STORE_OPTIONS);
     if (!options || (!options.pool && !options.connectionString)) {
       throw new ConfigurationError(
         'PostgresStore needs a pool or a connectionString, for example new PostgresStore({ connectionString: "postgres://user@host/db" }).',
@@ -182,7 +197,7 @@ export class PostgresStore implements Store<PostgresTransaction> {
     assertSchemaName(schema);
     const poolSize = options.poolSize ?? 10;
     if (!Number.isInteger(poolSize) || poolSize < 1) {
-      throw new ConfigurationError(`PostgresStore option poolSize must be a whole number of at least 1; got ${poolSize}.`);
+      throw new ConfigurationError(`PostgresStore option poolSize must be a whole number of at least 1; got ${shown(poolSize)}.`);
     }
     this.poolSize = poolSize;
 

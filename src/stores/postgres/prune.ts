@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../../core/errors.js';
+import { rejectUnknownOptions, shown } from '../../core/option-errors.js';
 import { interval, NOW, type Queryable, type SchemaNames, Statement } from './sql.js';
 
 /** Which finished jobs `prune` deletes, and how many per statement. */
@@ -41,13 +42,14 @@ export async function pruneJobs(
   now: number | null,
   options: PruneOptions,
 ): Promise<number> {
+  rejectUnknownOptions('prune', options, ['olderThanMs', 'batchSize', 'states']);
   const olderThanMs = options?.olderThanMs;
   if (!Number.isFinite(olderThanMs) || olderThanMs < 0) {
-    throw new ConfigurationError(`prune needs olderThanMs, a number of milliseconds of 0 or more; got ${olderThanMs}.`);
+    throw new ConfigurationError(`prune needs olderThanMs, a number of milliseconds of 0 or more; got ${shown(olderThanMs)}.`);
   }
   const batchSize = options.batchSize ?? 1000;
   if (!Number.isInteger(batchSize) || batchSize < 1) {
-    throw new ConfigurationError(`prune option batchSize must be a whole number of at least 1; got ${batchSize}.`);
+    throw new ConfigurationError(`prune option batchSize must be a whole number of at least 1; got ${shown(batchSize)}.`);
   }
   const states = options.states ?? ['completed'];
   for (const state of states) {

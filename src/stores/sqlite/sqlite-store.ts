@@ -5,6 +5,7 @@ import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { type Clock, systemClock } from '../../core/clock.js';
 import { ConfigurationError, VouchError } from '../../core/errors.js';
 import { failpoint } from '../../core/failpoints.js';
+import { rejectUnknownOptions, shown } from '../../core/option-errors.js';
 import { emptyStateCounts, type JobState, PENDING_STATES, TERMINAL_STATES } from '../../core/states.js';
 import type {
   AttemptRecord,
@@ -175,6 +176,7 @@ export class SqliteStore implements Store<SqliteTransaction> {
   private closed = false;
 
   constructor(options: SqliteStoreOptions) {
+    rejectUnknownOptions('SqliteStore', options, ['path', 'busyTimeoutMs', 'synchronous', 'wakePollMs', 'migrate', 'clock']);
     if (!options || typeof options.path !== 'string' || options.path.length === 0) {
       throw new ConfigurationError('SqliteStore needs a path to a database file, for example new SqliteStore({ path: "vouch.db" }).');
     }
@@ -186,9 +188,8 @@ export class SqliteStore implements Store<SqliteTransaction> {
     const busyTimeoutMs = options.busyTimeoutMs;
     // better-sqlite3 takes at most a signed 32-bit number of milliseconds.
     if (busyTimeoutMs !== undefined && !(Number.isInteger(busyTimeoutMs) && busyTimeoutMs >= 0 && busyTimeoutMs <= 2 ** 31 - 1)) {
-      const valueText = typeof busyTimeoutMs === 'number' ? String(busyTimeoutMs) : JSON.stringify(busyTimeoutMs);
       throw new ConfigurationError(
-        `SqliteStore option busyTimeoutMs must be a whole number of milliseconds from 0 to 2147483647; got ${valueText}.`,
+        `SqliteStore option busyTimeoutMs must be a whole number of milliseconds from 0 to 2147483647; got ${shown(busyTimeoutMs)}.`,
       );
     }
     this.clock = options.clock ?? systemClock;

@@ -209,7 +209,7 @@ async function settleError(
     // A permanent failure logs its cause, not the attempt limit, which a reader would take for the cause.
     logger.error(
       permanent
-        ? { error: errorForLog(reason), because: 'permanent error' }
+        ? { error: errorForLog(reason), because: permanentCause(reason) }
         : { error: errorForLog(reason), because: 'no attempts left', maxAttempts },
       'job failed',
     );
@@ -250,4 +250,11 @@ function describePrevious(leased: LeasedJob): PreviousAttempt | null {
     effectsDone: leased.effects.filter((effect) => effect.state === 'done').map((effect) => effect.name),
     effectsInDoubt: leased.effects.filter((effect) => effect.state === 'intent').map((effect) => effect.name),
   };
+}
+
+/** Names why an error failed its job without a retry, for the `because` field of the log line. */
+function permanentCause(reason: Error): string {
+  if (reason instanceof InvalidPayloadError) return 'invalid payload';
+  if (reason instanceof InvalidResultError) return 'invalid result';
+  return 'permanent error';
 }

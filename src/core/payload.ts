@@ -119,7 +119,13 @@ function assertJsonSafe(jobName: string, what: string, value: unknown, path: str
       return;
     case 'number':
       if (!Number.isFinite(value))
-        unsafeJson(jobName, what, path, `is ${value}`, 'JSON has no NaN or Infinity: pass null, or a string that the handler parses.');
+        unsafeJson(
+          jobName,
+          what,
+          path,
+          `is ${value}`,
+          `JSON has no NaN or Infinity: pass null, or a string that ${readerOf(what)} parses.`,
+        );
       return;
     case 'bigint':
       unsafeJson(
@@ -127,7 +133,7 @@ function assertJsonSafe(jobName: string, what: string, value: unknown, path: str
         what,
         path,
         'is a BigInt',
-        'Pass it as a string, such as value.toString(), and parse it with BigInt() in the handler.',
+        `Pass it as a string, such as value.toString(), and parse it with BigInt() in ${readerOf(what)}.`,
       );
       return;
     case 'function':
@@ -158,7 +164,13 @@ function assertJsonSafe(jobName: string, what: string, value: unknown, path: str
   if (!Array.isArray(object) && prototype !== Object.prototype && prototype !== null) {
     const type = prototype?.constructor?.name || 'an object with a custom prototype';
     if (object instanceof Date)
-      unsafeJson(jobName, what, path, 'is a Date, which JSON stores as a string', 'Pass date.toISOString() and parse it in the handler.');
+      unsafeJson(
+        jobName,
+        what,
+        path,
+        'is a Date, which JSON stores as a string',
+        `Pass date.toISOString() and parse it in ${readerOf(what)}.`,
+      );
     unsafeJson(jobName, what, path, `is a ${type}, which JSON does not store as one`, 'Convert it to a plain object or array.');
   }
   ancestors.add(object);
@@ -173,4 +185,9 @@ function assertJsonSafe(jobName: string, what: string, value: unknown, path: str
     }
   }
   ancestors.delete(object);
+}
+
+/** Names the code that reads a stored value back: the caller reads a job's result, the handler a payload or an effect's result. */
+function readerOf(what: string): string {
+  return what === 'result' ? "the code that reads the job's result" : 'the handler';
 }

@@ -238,11 +238,28 @@ describeEachStore('the attempt', (env) => {
     const v1 = defineJob({ name: 'evolving', payload: z.object({ id: z.number() }), retry: { maxAttempts: 5 }, perform: () => null });
     const v2 = defineJob({ name: 'evolving', payload: z.object({ id: z.string() }), retry: { maxAttempts: 5 }, perform: () => null });
     const job = await env.client.enqueue(v1, { id: 7 });
-    const { events } = await env.startWorker({ jobs: [v2] });
+    const { logger, lines } = capturingLogger();
+    const { events } = await env.startWorker({ jobs: [v2], logger });
 
     const failed = await waitForState(job.id, 'failed', 1);
     expect(failed.lastError).toMatch(/invalid payload for job "evolving": id/);
     expect(events.of('payload:rejected')).toEqual([expect.objectContaining({ jobId: job.id })]);
+    const failureLines = lines.filter((line) => line.msg === 'job failed');
+    expect(failureLines).toEqual([expect.objectContaining({ jobId: job.id, because: 'invalid payload' })]);
+  });
+
+  it('fails at once a Date result', async () => {
+    const stamp = defineJob({ name: 'stamp', payload: empty, retry: { maxAttempts: 5 }, perform: () => ({ at: new Date(0) }) });
+    const job = await env.client.enqueue(stamp, {});
+    const { logger, lines } = capturingLogger();
+    await env.startWorker({ jobs: [stamp], logger });
+
+    const failed = await waitForState(job.id, 'failed', 1);
+    expect(failed.lastError).toMatch(/at is a Date/);
+    // The caller reads a job's result, so the advice names the caller, not the handler.
+    expect(failed.lastError).toMatch(/parse it in the code that reads the job's result/);
+    const failureLines = lines.filter((line) => line.msg === 'job failed');
+    expect(failureLines).toEqual([expect.objectContaining({ jobId: job.id, because: 'invalid result' })]);
   });
 
   it('reports an unwritten outcome loudly', async () => {

@@ -1,0 +1,85 @@
+import { PerformanceObserver } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import { Client, defineJob, type JobDefinition, type Store, Worker } from '../../dist/index.js';
+
+/** A Standard Schema that accepts any payload, so that validation costs nothing, as in the benchmark. */
+export const passThrough = { '~standard': { version: 1 as const, vendor: 'bench', validate: (value: unknown) => ({ value }) } };
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
+/** A job whose perform returns at once, or first calls ctx.effect once. */
+export function profileJob(withEffect: boolean): JobDefinition<unknown, null> {
+  return defineJob({
+    name: 'profile',
+    payload: passThrough,
+    async perform(ctx) {
+      if (withEffect) await ctx.effect('noop', () => 1);
+      return null;
+    },
+  });
+}
+
+export async function enqueueJobs(store: Store<any>, job: JobDefinition<unknown, null>, count: number): Promise<void> {
+  const client = new Client({ store });
+  for (let from = 0; from < count; from += 1000) {
+    const size = Math.min(1000, count - from);
+    await client.enqueueMany(
+      job,
+      Array.from({ length: size }, (_, index) => ({ payload: { i: from + index } })),
+    );
+  }
+}
+
+/** The figures of one drain. */
+export interface Drain {
+  /** Jobs per second from the first job's start until the store counts every job completed. */
+  rate: number;
+  milliseconds: number;
+  /** CPU time of this process during the drain, in microseconds per job. */
+  workerCpuPerJob: number;
+  /** Share of the drain's time that garbage collection paused the event loop. */
+  gcShare: number;
+}
+
+/**
+ * Runs a Worker at `concurrency` until the store counts `count` jobs
+ * completed, as the benchmark's drain does, and measures it from this
+ * process. The worker is stopped before this returns.
+ */
+export async function drain(store: Store<any>, job: JobDefinition<unknown, null>, count: number, concurrency: number): Promise<Drain> {
+  let firstStart: number | undefined;
+  const timed: JobDefinition<unknown, null> = {
+    ...job,
+    perform(ctx) {
+      firstStart ??= performance.now();
+      return job.perform(ctx);
+    },
+  };
+  const pauses: { start: number; duration: number }[] = [];
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) pauses.push({ start: entry.startTime, duration: entry.duration });
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  const worker = new Worker({ store, jobs: [timed], concurrency, logger: pino({ level: 'silent' }) });
+  const cpuBefore = process.cpuUsage();
+  await worker.start();
+  while ((await store.countByState()).completed < count) await sleep(2);
+  const end = performance.now();
+  const cpu = process.cpuUsage(cpuBefore);
+  observer.disconnect();
+  await worker.stop();
+  const start = firstStart ?? end;
+  const milliseconds = end - start;
+  const paused = pauses.filter((pause) => pause.start >= start && pause.start < end).reduce((sum, pause) => sum + pause.duration, 0);
+  return {
+    rate: (count / milliseconds) * 1000,
+    milliseconds,
+    workerCpuPerJob: (cpu.user + cpu.system) / count,
+    gcShare: paused / milliseconds,
+  };
+}

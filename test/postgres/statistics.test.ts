@@ -1,5 +1,6 @@
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PostgresStore } from '../../src/stores/postgres/postgres-store.js';
+import { PostgresStore } from '../../src/stores/postgres/postgres-store.js';
 import { newJob } from '../support/jobs.js';
 import { postgresAvailable, postgresHarness } from '../support/postgres-harness.js';
 import type { StoreHarness } from '../support/stores.js';
@@ -40,10 +41,22 @@ describe.skipIf(!postgresAvailable())('postgres: planner statistics', () => {
     });
     expect((await tableStats()).analyzed).toBe(false);
 
-    await store.sweep();
+    // A second store on the same pool and schema, whose log lines are kept as written.
+    const written: string[] = [];
+    const logged = new PostgresStore({
+      pool: store.pool,
+      schema: store.schema,
+      logger: pino({ level: 'info' }, { write: (line: string) => void written.push(line) }),
+    });
+    await logged.sweep();
+    await logged.close();
 
     const after = await tableStats();
     expect(after.analyzed).toBe(true);
     expect(after.changed).toBe(0);
+    const analyzedLines = written.filter((line) => line.includes('analyzed the jobs table'));
+    expect(analyzedLines).toHaveLength(1);
+    // The store's logger already names the schema, so the line names it once.
+    expect(analyzedLines[0]?.match(/"schema":/g)).toHaveLength(1);
   });
 });

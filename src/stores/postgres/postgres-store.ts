@@ -388,7 +388,7 @@ export class PostgresStore implements Store<PostgresTransaction> {
     if (Date.now() - this.statisticsCheckedAt >= STATISTICS_CHECK_INTERVAL_MS) {
       this.statisticsCheckedAt = Date.now();
       const analyzed = await this.run(() => analyzeIfStale(this.pool, this.names));
-      if (analyzed) this.logger.info({ schema: this.names.schema }, 'analyzed the jobs table after many changes');
+      if (analyzed) this.logger.info('analyzed the jobs table after many changes');
     }
     return recovered;
   }

@@ -64,8 +64,8 @@ export class Client {
     this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     this.dedupWindowMs = options.dedupWindowMs ?? DEFAULT_DEDUP_WINDOW_MS;
     this.clock = options.clock ?? systemClock;
-    assertNonNegative('maxPayloadBytes', this.maxPayloadBytes);
-    assertNonNegative('dedupWindowMs', this.dedupWindowMs);
+    assertNonNegative('Client option maxPayloadBytes', this.maxPayloadBytes);
+    assertNonNegative('Client option dedupWindowMs', this.dedupWindowMs);
   }
 
   async enqueue<Input, Tx>(
@@ -73,7 +73,7 @@ export class Client {
     payload: Input,
     options: EnqueueOptions<Tx> = {},
   ): Promise<EnqueuedJob> {
-    const job = await this.prepare(definition, payload, options, ENQUEUE_OPTIONS);
+    const job = await this.prepare(definition, payload, options, 'enqueue');
     const [outcome] = await this.store.enqueue([job], options.tx === undefined ? {} : { tx: options.tx });
     if (!outcome) throw new Error('store returned no outcome for an enqueued job');
     return toEnqueued(outcome.job, outcome.duplicate);
@@ -89,11 +89,13 @@ export class Client {
     options: { tx?: Tx } = {},
   ): Promise<EnqueuedJob[]> {
     if (!Array.isArray(items)) throw new ConfigurationError(`enqueueMany needs an array of { payload } items; got ${typeof items}.`);
-    rejectUnknownOptions('enqueueMany', options, ['tx']);
+    rejectUnknownOptions('enqueueMany', options, ['tx'], {
+      otherwise: "A job's own options (runAt, delayMs, priority, queue, key, dedupWindowMs) go on its item, next to payload.",
+    });
     const jobs: NewJob[] = [];
     for (const [index, item] of items.entries()) {
       try {
-        jobs.push(await this.prepare(definition, item?.payload as Input, item ?? {}, BULK_ITEM_OPTIONS));
+        jobs.push(await this.prepare(definition, item?.payload as Input, item ?? {}, 'item'));
       } catch (error) {
         const prefix = `item ${index} of ${items.length}: `;
         const suffix = ' Nothing was enqueued.';
@@ -128,12 +130,20 @@ export class Client {
     definition: JobDefinition<any, any, Input>,
     payload: Input,
     options: EnqueueOptions<unknown>,
-    knownOptions: readonly string[],
+    /** Whether `options` are the options of enqueue or an item of enqueueMany, which differ in payload and tx. */
+    caller: 'enqueue' | 'item',
   ): Promise<NewJob> {
     if (!definition || typeof definition.name !== 'string' || !definition.payload) {
       throw new ConfigurationError(`enqueue needs a job definition made by defineJob(); ${notADefinition(definition)}`);
     }
-    rejectUnknownOptions(`enqueue of job "${definition.name}"`, options, knownOptions);
+    if (caller === 'enqueue') {
+      rejectUnknownOptions(`enqueue of job "${definition.name}"`, options, ENQUEUE_OPTIONS);
+    } else {
+      rejectUnknownOptions(`an item of enqueueMany for job "${definition.name}"`, options, BULK_ITEM_OPTIONS, {
+        placed: { tx: "it goes in enqueueMany's third argument, { tx }, for all the items at once" },
+      });
+    }
+    if (options.dedupWindowMs !== undefined) assertNonNegative(`job "${definition.name}": dedupWindowMs`, options.dedupWindowMs);
     const parsed = await validatePayload(definition.name, definition.payload, payload);
     const payloadJson = serializeJson(definition.name, 'payload', parsed, this.maxPayloadBytes);
     const queue = options.queue ?? definition.queue;
@@ -176,7 +186,7 @@ export class Client {
       const time = options.runAt instanceof Date ? options.runAt.getTime() : options.runAt;
       if (!Number.isFinite(time)) {
         throw new ConfigurationError(
-          `job "${jobName}": runAt must be a valid Date or milliseconds since the epoch; got ${String(options.runAt)}.`,
+          `job "${jobName}": runAt must be a valid Date or milliseconds since the epoch; got ${shown(options.runAt)}.`,
         );
       }
       return time;
@@ -200,9 +210,10 @@ function checkedInteger(jobName: string, field: string, value: number): number {
   return value;
 }
 
-function assertNonNegative(field: string, value: number): void {
+/** Throws unless `value` is a finite number of 0 or more; `subject` names it in the message. */
+function assertNonNegative(subject: string, value: number): void {
   if (!Number.isFinite(value) || value < 0) {
-    throw new ConfigurationError(`Client option ${field} must be a number, 0 or more; got ${shown(value)}.`);
+    throw new ConfigurationError(`${subject} must be a number, 0 or more; got ${shown(value)}.`);
   }
 }
 

@@ -47,8 +47,12 @@ const NAME_LIMIT = 200;
 export function defineJob<Payload, Result, Input = Payload>(
   options: JobDefinitionOptions<Payload, Result, Input>,
 ): JobDefinition<Payload, Result, Input> {
+  // Unknown names first: a misspelled `name` is then reported as such, not as a missing name.
+  rejectUnknownOptions(typeof options?.name === 'string' ? `job "${options.name}"` : 'defineJob', options, JOB_OPTIONS);
   assertName('job name', options?.name);
-  rejectUnknownOptions(`job "${options.name}"`, options, JOB_OPTIONS);
+  if (options.retry !== undefined && (options.retry === null || typeof options.retry !== 'object')) {
+    throw new ConfigurationError(`job "${options.name}": retry must be an object such as { maxAttempts: 3 }; got ${shown(options.retry)}.`);
+  }
   rejectUnknownOptions(`retry of job "${options.name}"`, options.retry, RETRY_OPTIONS);
   const queue = options.queue ?? 'default';
   assertName(`queue of job "${options.name}"`, queue);
@@ -63,6 +67,12 @@ export function defineJob<Payload, Result, Input = Payload>(
   assertPositive(options.name, 'leaseMs', options.leaseMs, 1000);
   assertPositive(options.name, 'timeoutMs', options.timeoutMs, 1);
   assertPositive(options.name, 'retry.maxAttempts', options.retry?.maxAttempts, 1);
+  assertPositive(options.name, 'retry.baseMs', options.retry?.baseMs, 0);
+  assertPositive(options.name, 'retry.maxMs', options.retry?.maxMs, 0);
+  const jitter = options.retry?.jitter;
+  if (jitter !== undefined && !(typeof jitter === 'number' && jitter >= 0 && jitter <= 1)) {
+    throw new ConfigurationError(`job "${options.name}": retry.jitter must be a number from 0 to 1; got ${shown(jitter)}.`);
+  }
   return { ...options, queue };
 }
 
@@ -85,7 +95,7 @@ export function assertName(what: string, name: unknown): asserts name is string 
 
 function assertPositive(jobName: string, field: string, value: number | undefined, minimum: number): void {
   if (value === undefined) return;
-  if (!Number.isFinite(value) || value < minimum) {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < minimum) {
     throw new ConfigurationError(`job "${jobName}": ${field} must be a number of at least ${minimum}; got ${shown(value)}.`);
   }
 }

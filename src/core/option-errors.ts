@@ -3,6 +3,7 @@ import { ConfigurationError } from './errors.js';
 /** Formats a configured value for an error: strings quoted, so "4" does not read as the number 4, and objects as JSON. */
 export function shown(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? 'an invalid Date' : `the Date ${value.toISOString()}`;
   if (typeof value === 'object' && value !== null) {
     try {
       return JSON.stringify(value);
@@ -14,40 +15,67 @@ export function shown(value: unknown): string {
 }
 
 /**
- * Throws for an option name that `known` lacks. A misspelled option would
+ * Throws for the option names that `known` lacks. A misspelled option would
  * otherwise leave its default in force without a word: `leaseMS: 60_000`
  * would keep the 10 s lease, and a job longer than that would run twice.
+ * `placed` gives, for an option that belongs somewhere else, where it goes;
+ * `otherwise` is a sentence added after the list of options.
  */
-export function rejectUnknownOptions(owner: string, options: unknown, known: readonly string[]): void {
+export function rejectUnknownOptions(
+  owner: string,
+  options: unknown,
+  known: readonly string[],
+  advice: { placed?: Readonly<Record<string, string>>; otherwise?: string } = {},
+): void {
   // Options that are not an object at all are left to the owner's own checks, which name what belongs there.
   if (options === null || typeof options !== 'object') return;
-  for (const name of Object.keys(options)) {
-    if (known.includes(name)) continue;
+  const unknown = Object.keys(options).filter((name) => !known.includes(name));
+  if (unknown.length === 0) return;
+  const described = unknown.map((name) => {
+    const placed = advice.placed?.[name];
+    if (placed !== undefined) return `${JSON.stringify(name)} (${placed})`;
     const likely = closestName(name, known);
-    const hint = likely === undefined ? '' : ` Did you mean ${likely}?`;
-    throw new ConfigurationError(`${owner} has no option ${JSON.stringify(name)}.${hint} Its options are ${known.join(', ')}.`);
-  }
+    return likely === undefined ? JSON.stringify(name) : `${JSON.stringify(name)} (did you mean ${likely}?)`;
+  });
+  const list = described.length === 1 ? `option ${described[0]}` : `options ${described.slice(0, -1).join(', ')} and ${described.at(-1)}`;
+  const otherwise = advice.otherwise === undefined ? '' : ` ${advice.otherwise}`;
+  throw new ConfigurationError(`${owner} has no ${list}. Its options are ${known.join(', ')}.${otherwise}`);
 }
 
-/** Returns the known name that differs from `name` only in case, or by at most two edits, if exactly one does. */
+/**
+ * Returns the known name that differs from `name` only in case, or else the
+ * one within a small edit distance (one edit for names of up to four
+ * letters, two for longer ones), if exactly one is.
+ */
 function closestName(name: string, known: readonly string[]): string | undefined {
   const lower = name.toLowerCase();
   const sameLetters = known.filter((candidate) => candidate.toLowerCase() === lower);
   if (sameLetters.length === 1) return sameLetters[0];
-  const near = known.filter((candidate) => editDistance(lower, candidate.toLowerCase()) <= 2);
+  const allowed = name.length <= 4 ? 1 : 2;
+  const near = known.filter((candidate) => editDistance(lower, candidate.toLowerCase()) <= allowed);
   return near.length === 1 ? near[0] : undefined;
 }
 
-/** Levenshtein distance: the fewest insertions, deletions and substitutions that turn one string into the other. */
+/**
+ * Edit distance with adjacent transpositions (optimal string alignment): the
+ * fewest insertions, deletions, substitutions and swaps of neighbouring
+ * letters that turn one string into the other, so that "nmae" is one edit
+ * from "name".
+ */
 function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  const rows: number[][] = [Array.from({ length: b.length + 1 }, (_, index) => index)];
   for (let i = 1; i <= a.length; i += 1) {
-    const current = [i];
+    const row = [i];
     for (let j = 1; j <= b.length; j += 1) {
-      const substitution = (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current.push(Math.min((previous[j] as number) + 1, (current[j - 1] as number) + 1, substitution));
+      const above = rows[i - 1] as number[];
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min((above[j] as number) + 1, (row[j - 1] as number) + 1, (above[j - 1] as number) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        best = Math.min(best, ((rows[i - 2] as number[])[j - 2] as number) + 1);
+      }
+      row.push(best);
     }
-    previous = current;
+    rows.push(row);
   }
-  return previous[b.length] as number;
+  return (rows[a.length] as number[])[b.length] as number;
 }

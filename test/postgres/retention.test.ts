@@ -92,7 +92,7 @@ describe.skipIf(!postgresAvailable())('postgres: retention with prune', () => {
     await expect(store.prune({ olderThanMs: DAY, batchSize: 0 })).rejects.toThrow(ConfigurationError);
     await expect(store.prune({ olderThanMs: DAY, states: ['running' as 'failed'] })).rejects.toThrow(ConfigurationError);
     await expect(store.prune({ olderThanMs: DAY, batchsize: 10 } as never)).rejects.toThrow(
-      'prune has no option "batchsize". Did you mean batchSize? Its options are olderThanMs, batchSize, states.',
+      'prune has no option "batchsize" (did you mean batchSize?). Its options are olderThanMs, batchSize, states.',
     );
     await expect(store.prune({ olderThanMs: '1d' } as never)).rejects.toThrow('got "1d".');
     expect(await countJobs(store)).toBe(1);

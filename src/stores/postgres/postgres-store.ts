@@ -178,7 +178,9 @@ export class PostgresStore implements Store<PostgresTransaction> {
   };
 
   constructor(options: PostgresStoreOptions) {
-    rejectUnknownOptions('PostgresStore', options, POSTGRES_STORE_OPTIONS);
+    rejectUnknownOptions('PostgresStore', options, POSTGRES_STORE_OPTIONS, {
+      otherwise: 'Other node-postgres settings, such as ssl or max, go on a pg.Pool passed as pool.',
+    });
     if (!options || (!options.pool && !options.connectionString)) {
       throw new ConfigurationError(
         'PostgresStore needs a pool or a connectionString, for example new PostgresStore({ connectionString: "postgres://user@host/db" }).',
@@ -199,6 +201,13 @@ export class PostgresStore implements Store<PostgresTransaction> {
     if (!Number.isInteger(poolSize) || poolSize < 1) {
       throw new ConfigurationError(`PostgresStore option poolSize must be a whole number of at least 1; got ${shown(poolSize)}.`);
     }
+    const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    // node-postgres reads 0 as no limit.
+    if (!(Number.isInteger(connectTimeoutMs) && connectTimeoutMs >= 0)) {
+      throw new ConfigurationError(
+        `PostgresStore option connectTimeoutMs must be a whole number of milliseconds, 0 or more (0: no limit); got ${shown(connectTimeoutMs)}.`,
+      );
+    }
     this.poolSize = poolSize;
 
     this.schema = schema;
@@ -216,7 +225,7 @@ export class PostgresStore implements Store<PostgresTransaction> {
       listenConfig = {
         connectionString,
         application_name: 'vouch',
-        connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+        connectionTimeoutMillis: connectTimeoutMs,
         keepAlive: true,
       };
       this.pool = new pg.Pool({ ...listenConfig, max: poolSize });

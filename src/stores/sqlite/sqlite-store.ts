@@ -193,7 +193,14 @@ export class SqliteStore implements Store<SqliteTransaction> {
       );
     }
     this.clock = options.clock ?? systemClock;
-    this.wakePollMs = options.wakePollMs ?? 25;
+    const wakePollMs = options.wakePollMs ?? 25;
+    // 0 turns the poll off: the store then learns only of its own commits.
+    if (!(Number.isInteger(wakePollMs) && wakePollMs >= 0 && wakePollMs <= 2 ** 31 - 1)) {
+      throw new ConfigurationError(
+        `SqliteStore option wakePollMs must be a whole number of milliseconds from 0 to 2147483647; got ${shown(wakePollMs)}.`,
+      );
+    }
+    this.wakePollMs = wakePollMs;
     const migrateOnOpen = options.migrate !== false;
     try {
       // Without migrations the file must already be a vouch store, so a mistyped path is not created empty.

@@ -24,6 +24,9 @@ export function profileJob(withEffect: boolean): JobDefinition<unknown, null> {
   });
 }
 
+/** The logger for the profile's stores: their info lines (an ANALYZE, say) would only interleave with its output. */
+export const quiet = pino({ level: 'silent' });
+
 export async function enqueueJobs(store: Store<any>, job: JobDefinition<unknown, null>, count: number): Promise<void> {
   const client = new Client({ store });
   for (let from = 0; from < count; from += 1000) {
@@ -65,7 +68,7 @@ export async function drain(store: Store<any>, job: JobDefinition<unknown, null>
     for (const entry of list.getEntries()) pauses.push({ start: entry.startTime, duration: entry.duration });
   });
   observer.observe({ entryTypes: ['gc'] });
-  const worker = new Worker({ store, jobs: [timed], concurrency, logger: pino({ level: 'silent' }) });
+  const worker = new Worker({ store, jobs: [timed], concurrency, logger: quiet });
   const cpuBefore = process.cpuUsage();
   await worker.start();
   while ((await store.countByState()).completed < count) await sleep(2);

@@ -7,10 +7,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { PostgresStore } from '../../dist/postgres.js';
 import { POSTGRES_URL } from '../systems/catalog.js';
-import { type Drain, drain, enqueueJobs, median, profileJob } from './drain.js';
+import { type Drain, drain, enqueueJobs, median, profileJob, quiet } from './drain.js';
 
 const SCHEMA = 'bench_profile';
 const JOBS = 20_000;
@@ -42,17 +43,43 @@ function cpuMicros(pids: readonly number[]): Map<number, number> {
 interface MeasuredDrain extends Drain {
   /** CPU time of the server processes of this drain's connections, in microseconds per job. */
   serverCpuPerJob: number;
+  /** Updates of job rows per job, and how many of them were HOT (no new index entries). */
+  updatesPerJob: number;
+  hotUpdatesPerJob: number;
+}
+
+/**
+ * Reads the jobs table's update counters. A server process reports its
+ * counters when it exits at the latest, so this runs after the store's pool
+ * has closed, and waits up to 5 s for them to arrive.
+ */
+async function rowUpdates(db: pg.Client): Promise<{ updates: number; hot: number }> {
+  let counters = { updates: 0, hot: 0 };
+  for (const stopAt = Date.now() + 5000; Date.now() < stopAt; await sleep(100)) {
+    const { rows } = await db.query(
+      `SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'jobs'`,
+      [SCHEMA],
+    );
+    counters = { updates: Number(rows[0]?.updates ?? 0), hot: Number(rows[0]?.hot ?? 0) };
+    if (counters.updates >= 2 * JOBS) break;
+  }
+  return counters;
 }
 
 async function measureDrain(db: pg.Client, poolSize: number | undefined): Promise<MeasuredDrain> {
   await db.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`);
   const url = `${POSTGRES_URL}?application_name=${APPLICATION}`;
-  const loader = new PostgresStore({ connectionString: url, schema: SCHEMA });
+  const loader = new PostgresStore({ connectionString: url, schema: SCHEMA, logger: quiet });
   await loader.migrate();
   await enqueueJobs(loader, profileJob(false), JOBS);
   await loader.close();
 
-  const store = new PostgresStore({ connectionString: url, schema: SCHEMA, ...(poolSize === undefined ? {} : { poolSize }) });
+  const store = new PostgresStore({
+    connectionString: url,
+    schema: SCHEMA,
+    logger: quiet,
+    ...(poolSize === undefined ? {} : { poolSize }),
+  });
   await store.countByState();
   // The worker's pool opens connections as it needs them, so the server processes are listed after the drain,
   // while the pool keeps them open. A process that did not exist before the drain started at zero.
@@ -65,7 +92,8 @@ async function measureDrain(db: pg.Client, poolSize: number | undefined): Promis
   await store.close();
   let serverMicros = 0;
   for (const pid of listed) serverMicros += (after.get(pid) ?? 0) - (before.get(pid) ?? 0);
-  return { ...measured, serverCpuPerJob: serverMicros / JOBS };
+  const { updates, hot } = await rowUpdates(db);
+  return { ...measured, serverCpuPerJob: serverMicros / JOBS, updatesPerJob: updates / JOBS, hotUpdatesPerJob: hot / JOBS };
 }
 
 export async function profilePostgresDrain(): Promise<void> {
@@ -86,7 +114,7 @@ export async function profilePostgresDrain(): Promise<void> {
       const worker = median(runs.map((run) => run.workerCpuPerJob));
       const gc = median(runs.map((run) => run.gcShare));
       console.log(
-        `  ${label.padEnd(13)}${Math.round(rate).toLocaleString('en-US').padStart(7)} jobs/s; CPU per job: server ${server.toFixed(1)} µs, worker ${worker.toFixed(1)} µs; garbage collection paused the worker ${(100 * gc).toFixed(0)}% of the drain`,
+        `  ${label.padEnd(13)}${Math.round(rate).toLocaleString('en-US').padStart(7)} jobs/s; CPU per job: server ${server.toFixed(1)} µs, worker ${worker.toFixed(1)} µs; garbage collection paused the worker ${(100 * gc).toFixed(0)}% of the drain; row updates per job ${median(runs.map((run) => run.updatesPerJob)).toFixed(1)}, of them HOT ${median(runs.map((run) => run.hotUpdatesPerJob)).toFixed(1)}`,
       );
     }
   } finally {

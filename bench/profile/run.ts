@@ -2,7 +2,7 @@
  * Profiles for the two targets of the benchmark that vouch misses. They print
  * the figures that "Where the time goes" in bench/README.md quotes.
  *
- *   npm run bench:profile                  every part (about a minute)
+ *   npm run bench:profile                  every part (about ten seconds)
  *   npm run bench:profile -- --statements  the server's work per job in the lease and group commit statements
  *   npm run bench:profile -- --drain       the CPU of a PostgreSQL drain, in the worker and in the server
  *   npm run bench:profile -- --effect      a ctx.effect on SQLite: the WAL it appends and the flushes it waits for

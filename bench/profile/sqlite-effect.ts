@@ -105,7 +105,7 @@ export async function profileSqliteEffect(): Promise<void> {
           ? 'no flush'
           : `${flushCount} flushes (${(JOBS / flushCount).toFixed(0)} jobs each), median ${median(runs.map((run) => run.flushMedian)).toFixed(0)} µs, running ${(100 * median(runs.map((run) => run.flushShare))).toFixed(0)}% of the drain`;
       console.log(
-        `  ${(withEffect ? 'one ctx.effect' : 'plain job').padEnd(15)}${Math.round(rate).toLocaleString('en-US').padStart(7)} jobs/s (${CONCURRENCY} jobs per ${perTen.toFixed(0)} µs); WAL ${walBytes.toFixed(0)} bytes per job; ${flushText}`,
+        `  ${(withEffect ? 'one ctx.effect' : 'plain job').padEnd(15)}${Math.round(rate).toLocaleString('en-US').padStart(7)} jobs/s (${perTen.toFixed(0)} µs per ${CONCURRENCY} jobs); WAL ${walBytes.toFixed(0)} bytes per job; ${flushText}`,
       );
     }
   } finally {

@@ -10,7 +10,7 @@ import { commitGroupStatement } from '../../dist/stores/postgres/commit-group.js
 import { leaseStatements } from '../../dist/stores/postgres/lease.js';
 import { schemaNames } from '../../dist/stores/postgres/sql.js';
 import { POSTGRES_URL } from '../systems/catalog.js';
-import { enqueueJobs, median, profileJob } from './drain.js';
+import { enqueueJobs, median, profileJob, quiet } from './drain.js';
 
 const SCHEMA = 'bench_profile';
 /** Jobs per lease and per commit group, close to the 550 a worker at concurrency 50 reaches in a long drain. */
@@ -77,7 +77,7 @@ export async function profileStatements(): Promise<void> {
   await db.connect();
   const version = (await db.query('SHOW server_version')).rows[0].server_version as string;
   await db.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`);
-  const store = new PostgresStore({ connectionString: POSTGRES_URL, schema: SCHEMA });
+  const store = new PostgresStore({ connectionString: POSTGRES_URL, schema: SCHEMA, logger: quiet });
   try {
     await store.migrate();
     await enqueueJobs(store, profileJob(false), BATCH * (ROUNDS + 2));

@@ -45,15 +45,26 @@ export function rejectUnknownOptions(
 /**
  * Returns the known name that differs from `name` only in case, or else the
  * one within a small edit distance (one edit for names of up to four
- * letters, two for longer ones), if exactly one is.
+ * letters, two for longer ones), or else the one that starts the same way
+ * (at least four letters, and half the shorter name: retries and retry), if
+ * exactly one does.
  */
 function closestName(name: string, known: readonly string[]): string | undefined {
   const lower = name.toLowerCase();
-  const sameLetters = known.filter((candidate) => candidate.toLowerCase() === lower);
-  if (sameLetters.length === 1) return sameLetters[0];
+  const only = (candidates: readonly string[]) => (candidates.length === 1 ? candidates[0] : undefined);
   const allowed = name.length <= 4 ? 1 : 2;
-  const near = known.filter((candidate) => editDistance(lower, candidate.toLowerCase()) <= allowed);
-  return near.length === 1 ? near[0] : undefined;
+  return (
+    only(known.filter((candidate) => candidate.toLowerCase() === lower)) ??
+    only(known.filter((candidate) => editDistance(lower, candidate.toLowerCase()) <= allowed)) ??
+    only(known.filter((candidate) => sharesStart(lower, candidate.toLowerCase())))
+  );
+}
+
+/** True when two names start with the same letters: at least four, and at least half of the shorter name. */
+function sharesStart(a: string, b: string): boolean {
+  let shared = 0;
+  while (shared < a.length && shared < b.length && a[shared] === b[shared]) shared += 1;
+  return shared >= 4 && shared * 2 >= Math.min(a.length, b.length);
 }
 
 /**

@@ -36,6 +36,11 @@ describe('rejectUnknownOptions', () => {
     );
   });
 
+  it('suggests the option with the same start', () => {
+    expect(() => rejectUnknownOptions('defineJob', { retries: 3 }, ['retry', 'leaseMs'])).toThrow('"retries" (did you mean retry?)');
+    expect(() => rejectUnknownOptions('Worker', { concurrencyLimit: 3 }, known)).toThrow('(did you mean concurrency?)');
+  });
+
   it('suggests nothing for short, distant names', () => {
     // "id" is two edits from "tx", but a short name that far off is more likely another option entirely.
     expect(() => rejectUnknownOptions('enqueue', { id: 1 }, ['tx', 'key'])).toThrow('enqueue has no option "id". Its options are tx, key.');

@@ -43,11 +43,10 @@ export function rejectUnknownOptions(
 }
 
 /**
- * Returns the known name that differs from `name` only in case, or else the
- * one within a small edit distance (one edit for names of up to four
- * letters, two for longer ones), or else the one that starts the same way
- * (at least four letters, and half the shorter name: retries and retry), if
- * exactly one does.
+ * Returns the known name most likely meant, if exactly one fits at the first
+ * rule that any fits. The rules, in order: the same letters in another case;
+ * a small edit distance (one edit for names of up to four letters, two for
+ * longer ones); the same start (retries and retry).
  */
 function closestName(name: string, known: readonly string[]): string | undefined {
   const lower = name.toLowerCase();

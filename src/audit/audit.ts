@@ -1,5 +1,5 @@
 import { ConfigurationError } from '../core/errors.js';
-import { shown } from '../core/option-errors.js';
+import { rejectUnknownOptions, shown } from '../core/option-errors.js';
 import type { AuditFindings, Store } from '../core/store.js';
 
 export interface AuditThresholds {
@@ -40,6 +40,16 @@ export interface AuditReport {
 /** Runs the audit queries and compares each category with its threshold. */
 export async function runAudit(store: Store<any>, thresholds: AuditThresholds = {}): Promise<AuditReport> {
   // A threshold of NaN would make every comparison false, so a broken setting would pass every audit.
+  rejectUnknownOptions('runAudit', thresholds, [
+    'overdueAfterMs',
+    'inDoubtAfterMs',
+    'windowMs',
+    'maxOverdue',
+    'maxInDoubt',
+    'maxDead',
+    'maxRecovered',
+    'limit',
+  ]);
   for (const option of ['maxOverdue', 'maxInDoubt', 'maxDead', 'maxRecovered', 'limit'] as const) {
     const value = thresholds[option];
     if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {

@@ -1,5 +1,6 @@
 import type { Clock } from '../core/clock.js';
 import { ConfigurationError } from '../core/errors.js';
+import { rejectUnknownOptions } from '../core/option-errors.js';
 import type { Store } from '../core/store.js';
 
 export interface OpenStoreOptions {
@@ -16,6 +17,7 @@ export interface OpenStoreOptions {
  * loaded only when asked for, so SQLite users need no `pg` package.
  */
 export async function openStore(location: string, options: OpenStoreOptions = {}): Promise<Store<any>> {
+  rejectUnknownOptions('openStore', options, ['migrate', 'clock']);
   if (typeof location !== 'string' || location.trim() === '') {
     throw new ConfigurationError('store location is empty; pass a SQLite file path or a postgres:// URL.');
   }

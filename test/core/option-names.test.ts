@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { rejectUnknownOptions } from '../../src/core/option-errors.js';
-import { Client, defineJob, Worker } from '../../src/index.js';
+import { Client, defineJob, openStore, runAudit, Worker } from '../../src/index.js';
 import { PostgresStore } from '../../src/postgres.js';
 import { SqliteStore } from '../../src/sqlite.js';
 import { silentLogger } from '../support/logs.js';
@@ -144,7 +144,7 @@ describe('misspelled options', () => {
     expect((await store.countByState()).available).toBe(0);
   });
 
-  it('rejects them in the stores', () => {
+  it('rejects them in the stores and the audit', async () => {
     expect(() => new SqliteStore({ path: join(dir, 'other.db'), busyTimeout: 100 } as never)).toThrow(
       'SqliteStore has no option "busyTimeout" (did you mean busyTimeoutMs?)',
     );
@@ -158,6 +158,10 @@ describe('misspelled options', () => {
     expect(() => new PostgresStore({ connectionString: 'postgres://127.0.0.1:1/none', ssl: true } as never)).toThrow(
       'Other node-postgres settings, such as ssl or max, go on a pg.Pool passed as pool.',
     );
+    await expect(openStore(join(dir, 'other.db'), { migrations: false } as never)).rejects.toThrow(
+      'openStore has no option "migrations" (did you mean migrate?)',
+    );
+    await expect(runAudit(store, { maxDeadJobs: 0 } as never)).rejects.toThrow('runAudit has no option "maxDeadJobs"');
     // The check runs before any connection is made, so no server is needed.
     expect(() => new PostgresStore({ conectionString: 'postgres://127.0.0.1:1/none' } as never)).toThrow(
       'PostgresStore has no option "conectionString" (did you mean connectionString?)',

@@ -2,10 +2,10 @@
  * Profiles for the two targets of the benchmark that vouch misses. They print
  * the figures that "Where the time goes" in bench/README.md quotes.
  *
- *   npm run bench:profile                  every part (about ten seconds)
- *   npm run bench:profile -- --statements  the server's work per job in the lease and group commit statements
- *   npm run bench:profile -- --drain       the CPU of a PostgreSQL drain, in the worker and in the server
- *   npm run bench:profile -- --effect      a ctx.effect on SQLite: the WAL it appends and the flushes it waits for
+ * - `npm run bench:profile` runs every part, in about ten seconds.
+ * - `-- --statements` runs only the server's work per job in the lease and group commit statements.
+ * - `-- --drain` runs only the PostgreSQL drain, with the CPU of the worker and of the server.
+ * - `-- --effect` runs only the SQLite effect workload, with the WAL it appends and the flushes it waits for.
  *
  * Like `npm run bench`, it compiles src/ into dist/ first. It uses the
  * bench's PostgreSQL server (schema bench_profile, dropped at the end) and a
@@ -28,11 +28,11 @@ async function main(): Promise<void> {
     );
     process.exit(2);
   }
-  const wanted = (part: (typeof PARTS)[number]) => args.length === 0 || args.includes(part);
+  const selected = (part: (typeof PARTS)[number]) => args.length === 0 || args.includes(part);
   execFileSync('npm', ['run', 'build'], { cwd: REPO, stdio: ['ignore', 'ignore', 'inherit'] });
-  if (wanted('--statements')) await profileStatements();
-  if (wanted('--drain')) await profilePostgresDrain();
-  if (wanted('--effect')) await profileSqliteEffect();
+  if (selected('--statements')) await profileStatements();
+  if (selected('--drain')) await profilePostgresDrain();
+  if (selected('--effect')) await profileSqliteEffect();
 }
 
 await main();

@@ -44,9 +44,10 @@ export function rejectUnknownOptions(
 
 /**
  * Returns the known name most likely meant, if exactly one fits at the first
- * rule that any fits. The rules, in order: the same letters in another case;
- * a small edit distance (one edit for names of up to four letters, two for
- * longer ones); the same start (retries and retry).
+ * rule that any fits. The first rule is the same letters in another case.
+ * The second is a small edit distance: one edit for names of up to four
+ * letters, two for longer ones. The third is the same start, as in retries
+ * and retry.
  */
 function closestName(name: string, known: readonly string[]): string | undefined {
   const lower = name.toLowerCase();

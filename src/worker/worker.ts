@@ -219,8 +219,14 @@ export class Worker extends VouchEventEmitter {
    * with ShutdownError so their jobs are released at once.
    */
   stop(options: { graceMs?: number } = {}): Promise<void> {
+    // Checked before anything changes, so that a stop with valid options can follow.
+    rejectUnknownOptions('Worker.stop', options, ['graceMs']);
+    const graceMs = options?.graceMs;
+    if (graceMs !== undefined && !(typeof graceMs === 'number' && graceMs >= 0)) {
+      throw new ConfigurationError(`Worker.stop option graceMs must be a number of milliseconds, 0 or more; got ${shown(graceMs)}.`);
+    }
     if (this.state === 'idle') this.state = 'stopped';
-    this.stopping ??= this.state === 'stopped' ? Promise.resolve() : this.shutDown(options.graceMs ?? this.shutdownGraceMs);
+    this.stopping ??= this.state === 'stopped' ? Promise.resolve() : this.shutDown(graceMs ?? this.shutdownGraceMs);
     return this.stopping;
   }
 

@@ -102,7 +102,7 @@ describe('misspelled options', () => {
     expect(() => defineJob({ ...base, retry: { jitter: 1.5 } })).toThrow('retry.jitter must be a number from 0 to 1; got 1.5.');
   });
 
-  it('rejects them in Worker options', () => {
+  it('rejects them in Worker options', async () => {
     expect(() => new Worker({ store, jobs: [greet], concurency: 5 } as never)).toThrow(
       'Worker has no option "concurency" (did you mean concurrency?)',
     );
@@ -113,7 +113,14 @@ describe('misspelled options', () => {
       'queue "default" of Worker option queues must be an object such as { concurrency: 5 }; got 4.',
     );
     // A correct Worker still starts from the same options.
-    expect(() => new Worker({ store, jobs: [greet], concurrency: 5, logger: silentLogger() })).not.toThrow();
+    const worker = new Worker({ store, jobs: [greet], concurrency: 5, logger: silentLogger() });
+    await worker.start();
+    expect(() => worker.stop({ grace: 0 } as never)).toThrow('Worker.stop has no option "grace"');
+    expect(() => worker.stop({ graceMs: '5s' } as never)).toThrow(
+      'Worker.stop option graceMs must be a number of milliseconds, 0 or more; got "5s".',
+    );
+    // The rejected stops changed nothing, so a valid one still stops the worker.
+    await worker.stop({ graceMs: 0 });
   });
 
   it('rejects them in enqueue calls', async () => {

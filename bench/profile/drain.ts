@@ -2,18 +2,14 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { Client, defineJob, type JobDefinition, type Store, Worker } from '../../dist/index.js';
+import type { BenchPayload } from '../systems/adapter.js';
+import { passThrough } from '../systems/vouch.js';
 
-/** A Standard Schema that accepts any payload, so that validation costs nothing, as in the benchmark. */
-export const passThrough = { '~standard': { version: 1 as const, vendor: 'bench', validate: (value: unknown) => ({ value }) } };
-
-export function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
-}
+/** The profile's job definitions: the benchmark's payload, no result. */
+export type ProfileJob = JobDefinition<BenchPayload, null, unknown>;
 
 /** A job whose perform returns at once, or first calls ctx.effect once. */
-export function profileJob(withEffect: boolean): JobDefinition<unknown, null> {
+export function profileJob(withEffect: boolean): ProfileJob {
   return defineJob({
     name: 'profile',
     payload: passThrough,
@@ -27,7 +23,7 @@ export function profileJob(withEffect: boolean): JobDefinition<unknown, null> {
 /** The logger for the profile's stores: their info lines (an ANALYZE, say) would only interleave with its output. */
 export const quiet = pino({ level: 'silent' });
 
-export async function enqueueJobs(store: Store<any>, job: JobDefinition<unknown, null>, count: number): Promise<void> {
+export async function enqueueJobs(store: Store<any>, job: ProfileJob, count: number): Promise<void> {
   const client = new Client({ store });
   for (let from = 0; from < count; from += 1000) {
     const size = Math.min(1000, count - from);
@@ -54,9 +50,9 @@ export interface Drain {
  * completed, as the benchmark's drain does, and measures it from this
  * process. The worker is stopped before this returns.
  */
-export async function drain(store: Store<any>, job: JobDefinition<unknown, null>, count: number, concurrency: number): Promise<Drain> {
+export async function drain(store: Store<any>, job: ProfileJob, count: number, concurrency: number): Promise<Drain> {
   let firstStart: number | undefined;
-  const timed: JobDefinition<unknown, null> = {
+  const timed: ProfileJob = {
     ...job,
     perform(ctx) {
       firstStart ??= performance.now();

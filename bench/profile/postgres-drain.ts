@@ -11,7 +11,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { PostgresStore } from '../../dist/postgres.js';
 import { POSTGRES_URL } from '../systems/catalog.js';
-import { type Drain, drain, enqueueJobs, median, profileJob, quiet } from './drain.js';
+import { median } from '../workloads/results.js';
+import { type Drain, drain, enqueueJobs, profileJob, quiet } from './drain.js';
 
 const SCHEMA = 'bench_profile';
 const JOBS = 20_000;

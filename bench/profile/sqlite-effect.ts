@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteStore } from '../../dist/sqlite.js';
-import { type Drain, drain, enqueueJobs, median, profileJob } from './drain.js';
+import { median } from '../workloads/results.js';
+import { type Drain, drain, enqueueJobs, profileJob } from './drain.js';
 
 const JOBS = 5000;
 const CONCURRENCY = 10;

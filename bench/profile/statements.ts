@@ -10,7 +10,8 @@ import { commitGroupStatement } from '../../dist/stores/postgres/commit-group.js
 import { leaseStatements } from '../../dist/stores/postgres/lease.js';
 import { schemaNames } from '../../dist/stores/postgres/sql.js';
 import { POSTGRES_URL } from '../systems/catalog.js';
-import { enqueueJobs, median, profileJob, quiet } from './drain.js';
+import { median } from '../workloads/results.js';
+import { enqueueJobs, profileJob, quiet } from './drain.js';
 
 const SCHEMA = 'bench_profile';
 /** Jobs per lease and per commit group, close to the 550 a worker at concurrency 50 reaches in a long drain. */

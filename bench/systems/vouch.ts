@@ -11,7 +11,7 @@ import { POSTGRES_URL, QUEUE, SCHEMAS } from './catalog.js';
  * A Standard Schema that accepts the payload as it is. The peers validate
  * nothing, so vouch gets a validator that costs nothing instead of zod.
  */
-const passThrough: StandardSchemaV1<unknown, BenchPayload> = {
+export const passThrough: StandardSchemaV1<unknown, BenchPayload> = {
   '~standard': { version: 1, vendor: 'bench', validate: (value) => ({ value: value as BenchPayload }) },
 };
 

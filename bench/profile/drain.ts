@@ -8,7 +8,7 @@ import { passThrough } from '../systems/vouch.js';
 /** The profile's job definitions: the benchmark's payload, no result. */
 export type ProfileJob = JobDefinition<BenchPayload, null, unknown>;
 
-/** A job whose perform returns at once, or first calls ctx.effect once. */
+/** Defines a job whose perform returns at once, or calls ctx.effect once first. */
 export function profileJob(withEffect: boolean): ProfileJob {
   return defineJob({
     name: 'profile',

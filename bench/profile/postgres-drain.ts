@@ -24,13 +24,13 @@ const APPLICATION = 'vouch_profile';
 /** Clock ticks per second of the CPU times in /proc/<pid>/stat. */
 const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
-/** CPU time in microseconds of each process in `pids`, from /proc; a process that has gone counts as absent. */
+/** Reads the CPU time in microseconds of each process in `pids` from /proc. A process that has ended is left out. */
 function cpuMicros(pids: readonly number[]): Map<number, number> {
   const times = new Map<number, number>();
   for (const pid of pids) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      // The fields after the command name, which is in parentheses and may itself hold spaces.
+      // The fields after the command name, which is in parentheses and may itself contain spaces.
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       const ticks = Number(fields[11]) + Number(fields[12]);
       times.set(pid, (ticks / TICKS_PER_SECOND) * 1e6);

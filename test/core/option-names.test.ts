@@ -36,7 +36,7 @@ describe('rejectUnknownOptions', () => {
     );
   });
 
-  it('suggests the option with the same start', () => {
+  it('suggests a same-start option', () => {
     expect(() => rejectUnknownOptions('defineJob', { retries: 3 }, ['retry', 'leaseMs'])).toThrow('"retries" (did you mean retry?)');
     expect(() => rejectUnknownOptions('Worker', { concurrencyLimit: 3 }, known)).toThrow('(did you mean concurrency?)');
   });
@@ -46,7 +46,7 @@ describe('rejectUnknownOptions', () => {
     expect(() => rejectUnknownOptions('enqueue', { id: 1 }, ['tx', 'key'])).toThrow('enqueue has no option "id". Its options are tx, key.');
   });
 
-  it('gives placement advice and a closing hint', () => {
+  it('adds placement and closing advice', () => {
     const advice = { placed: { tx: 'it goes in the third argument' }, otherwise: 'See the README.' };
     expect(() => rejectUnknownOptions('an item', { tx: {} }, ['payload'], advice)).toThrow(
       'an item has no option "tx" (it goes in the third argument). Its options are payload. See the README.',
@@ -151,7 +151,7 @@ describe('misspelled options', () => {
     expect((await store.countByState()).available).toBe(0);
   });
 
-  it('rejects them in the stores and the audit', async () => {
+  it('rejects them in stores and audit', async () => {
     expect(() => new SqliteStore({ path: join(dir, 'other.db'), busyTimeout: 100 } as never)).toThrow(
       'SqliteStore has no option "busyTimeout" (did you mean busyTimeoutMs?)',
     );
